@@ -1,0 +1,8 @@
+"""dga_fast: Dynamic Gaussian Anchoring and Skip Dropout for diffusion-based disentangled representation
+learning, with batched HDDC mixtures and fused kernels."""
+from .anchoring import DynamicGaussianAnchoring
+from .hddc import HDDC
+from .mixture import MixtureState
+
+__version__ = "0.1.0"
+__all__ = ["DynamicGaussianAnchoring", "HDDC", "MixtureState", "__version__"]

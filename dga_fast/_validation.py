@@ -1,0 +1,58 @@
+"""Input validation shared by every public entry point (DESIGN §9).
+
+Every check raises ``TypeError`` (wrong kind of object / dtype) or ``ValueError`` (wrong shape, non-finite
+values, too few samples, ...) with a message that names the argument and what was expected.
+"""
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_float_tensor(name: str, x, ndim: int | None = None, *, finite: bool = True) -> torch.Tensor:
+    """Return ``x`` if it is a floating-point tensor of rank ``ndim`` with finite values; raise otherwise."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating-point tensor (float16/bfloat16/float32/float64), got {x.dtype}")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not (value >= 0.0 if allow_zero else value > 0.0) or value != value or value == float("inf"):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_not_constant(name: str, x: torch.Tensor, *, group_dim_name: str = "group") -> None:
+    """``x [G, N, D]``: raise if the data of any group has zero variance (all samples identical)."""
+    spread = (x - x.mean(dim=1, keepdim=True)).abs().amax(dim=(1, 2))  # [G]
+    scale = x.abs().amax(dim=(1, 2)).clamp_min(1.0)
+    bad = spread <= 1e-12 * scale
+    if bool(bad.any()):
+        idx = torch.nonzero(bad).flatten().tolist()
+        raise ValueError(f"{name} is constant (zero variance) for {group_dim_name} {idx[:8]}; "
+                         "a mixture cannot be fitted to constant data")

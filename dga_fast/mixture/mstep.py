@@ -1,0 +1,142 @@
+"""Batched HDDC M-step for the submodels AkjBkQkDk, AkBkQkDk, ABkQkDk and AkjBQkDk."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .dims import bic_dims, cattell_dims
+from .state import MixtureState
+
+MODELS = ("AkjBkQkDk", "AkBkQkDk", "ABkQkDk", "AkjBQkDk")
+D_SELECT = ("cattell", "bic")
+
+# Responsibilities at or below this are left out of the scatter matrices: each dropped term weighs less
+# than 1e-7 of one sample, far below float32 resolution of the sums it would join.
+RESP_EPS = 1e-7
+# Rows per tile of the segmented scatter GEMM.
+TILE = 128
+
+
+@dataclass(frozen=True)
+class MStepConfig:
+    model: str = "AkjBkQkDk"
+    d_select: str = "cattell"
+    threshold: float = 0.2
+    d_max: int = 8            # already resolved against D (see dims.default_d_max)
+    min_mass: float = 2.0     # components with less soft mass are deactivated
+
+
+def scatter_matrices(x: torch.Tensor,      # [G, N, D]
+                     resp: torch.Tensor,   # [G, N, K]
+                     means: torch.Tensor   # [G, K, D]
+                     ) -> torch.Tensor:    # [G, K, D, D]
+    """Centred scatter matrices ``Σ_i r_ik (x_i − μ_k)(x_i − μ_k)ᵀ`` of every component.
+
+    A segmented GEMM over the (sample, component) pairs with ``r_ik > RESP_EPS``: the pairs are sorted by
+    component, their rows ``√r_ik (x_i − μ_k)`` packed into tiles of ``TILE`` rows (a tile never mixes
+    components), one batched ``ZᵀZ`` over the tiles, and an ``index_add`` into the components. The cost
+    is ``O(E·D²)`` for ``E`` significant pairs: about ``N·D²`` when responsibilities are nearly hard (most
+    of a DyGA refit), at most the dense ``N·K·D²``; centring is exact (no ``E[xxᵀ] − μμᵀ``
+    cancellation), and nothing of size ``N·K·D`` is formed unless the responsibilities are that dense.
+    """
+    G, N, D = x.shape
+    K = resp.shape[-1]
+    flat = torch.nonzero(resp.reshape(-1) > RESP_EPS).squeeze(1)   # row-major (g, i, k)
+    key = (flat // (N * K)) * K + flat % K                           # component id g*K + k
+    key, order = torch.sort(key, stable=True)
+    flat = flat[order]
+    counts = torch.bincount(key, minlength=G * K)
+    starts = torch.cumsum(counts, 0) - counts
+    ntile = (counts + TILE - 1) // TILE
+    tstart = torch.cumsum(ntile, 0) - ntile
+    pos = torch.arange(key.numel(), device=x.device) - starts[key]
+    dest = (tstart[key] + pos // TILE) * TILE + pos % TILE
+    rows = x.reshape(-1, D).index_select(0, flat // K)
+    rows.sub_(means.reshape(-1, D).index_select(0, key))
+    rows.mul_(resp.reshape(-1).index_select(0, flat).sqrt_().unsqueeze(-1))
+    n_tiles = int(ntile.sum())
+    Z = torch.zeros(n_tiles * TILE, D, dtype=x.dtype, device=x.device).index_copy_(0, dest, rows)
+    Z = Z.view(n_tiles, TILE, D)
+    owner = torch.repeat_interleave(torch.arange(G * K, device=x.device), ntile)
+    S = torch.zeros(G * K, D, D, dtype=x.dtype, device=x.device)
+    S.index_add_(0, owner, Z.transpose(1, 2) @ Z)
+    return S.view(G, K, D, D)
+
+
+def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64)
+           resp: torch.Tensor,        # [G, N, K]
+           cfg: MStepConfig,
+           floor: torch.Tensor,       # [G] variance floor (noise_floor × data scale)
+           prev_active: torch.Tensor | None = None) -> MixtureState:  # [G, K]
+    """One M-step. Components whose soft mass is below ``cfg.min_mass`` (or that were inactive) are
+    deactivated and the weights of the others renormalised; every group keeps at least its heaviest
+    component, so no group is ever left empty and nothing becomes NaN. Only active components are
+    eigendecomposed."""
+    G, N, D = x.shape
+    K = resp.shape[-1]
+    dt = x.dtype
+    nk = resp.sum(1)                                                     # [G,K]
+    active = nk >= cfg.min_mass
+    if prev_active is not None:
+        active &= prev_active
+    heaviest = torch.nn.functional.one_hot(nk.argmax(1), K).bool()
+    active |= heaviest & ~active.any(1, keepdim=True)
+    resp = resp * active.unsqueeze(1).to(dt)
+    safe_nk = torch.where(active, nk, torch.ones_like(nk)).clamp_min(torch.finfo(dt).tiny)
+    means = (resp.transpose(1, 2) @ x) / safe_nk.unsqueeze(-1)          # [G,K,D]
+    W = scatter_matrices(x, resp, means) / safe_nk[..., None, None]
+    W = 0.5 * (W + W.transpose(-1, -2))
+    evals = torch.ones(G, K, D, dtype=dt, device=x.device)
+    evecs = torch.eye(D, dtype=dt, device=x.device).expand(G, K, D, D).clone()
+    ev, vec = torch.linalg.eigh(W[active])                              # active components only
+    evals[active], evecs[active] = ev, vec
+    evals = evals.flip(-1).clamp_min(floor.reshape(G, 1, 1))           # decreasing
+    evecs = evecs.flip(-1)
+    if cfg.d_select == "cattell":
+        d = cattell_dims(evals, cfg.threshold, cfg.d_max)
+    else:
+        d = bic_dims(evals, safe_nk, torch.full((G,), N, device=x.device), cfg.d_max, floor)
+    if cfg.d_max > 0:   # cannot estimate more directions than points − 1
+        d = torch.minimum(d, (safe_nk.floor().long() - 1).clamp_min(1))
+    dl = max(cfg.d_max, 1)
+    j = torch.arange(dl, device=x.device)
+    mask = j < d.unsqueeze(-1)                                           # [G,K,dl]
+    top = evals[..., :dl]
+    if top.shape[-1] < dl:  # D == 1
+        top = torch.nn.functional.pad(top, (0, dl - top.shape[-1]), value=1.0)
+    trace = evals.sum(-1)                                                # [G,K]
+    kept = torch.where(mask, top, torch.zeros_like(top)).sum(-1)         # Σ_{j<d} λ_j
+    df = d.to(dt)
+    pi = torch.where(active, nk / N, torch.zeros_like(nk))
+    pi = pi / pi.sum(1, keepdim=True)
+    if cfg.model == "AkBkQkDk":
+        a = (kept / df.clamp_min(1.0)).unsqueeze(-1).expand_as(top)
+    elif cfg.model == "ABkQkDk":
+        a_g = (pi * kept).sum(1) / (pi * df).sum(1).clamp_min(torch.finfo(dt).tiny)
+        a = a_g.reshape(G, 1, 1).expand_as(top)
+    else:
+        a = top
+    a = a.clamp_min(floor.reshape(G, 1, 1))
+    resid = ((trace - kept) / (D - df).clamp_min(1.0))                   # per-component noise
+    if cfg.model == "AkjBQkDk":
+        b_g = (pi * (trace - kept)).sum(1) / (pi * (D - df)).sum(1).clamp_min(torch.finfo(dt).tiny)
+        b = b_g.unsqueeze(1).expand_as(resid)
+    else:
+        b = resid
+    b = b.clamp_min(floor.reshape(G, 1))
+    log_w = torch.where(active, torch.log(pi.clamp_min(torch.finfo(dt).tiny)),
+                        torch.full_like(pi, float("-inf")))
+    Q = evecs[..., :dl] if D >= dl else torch.nn.functional.pad(evecs, (0, dl - D))
+    Q = Q * mask.unsqueeze(-2).to(dt)
+    empty = MixtureState.empty(G, K, D, dl, dtype=dt, device=x.device)
+    am = active.unsqueeze(-1)
+    return MixtureState(
+        means=torch.where(am, means, empty.means),
+        components=torch.where(am.unsqueeze(-1), Q, empty.components),
+        eigvals=torch.where(am & mask, a, empty.eigvals),
+        noise=torch.where(active, b, empty.noise),
+        log_weights=log_w,
+        dims=torch.where(active, d, empty.dims),
+        active=active,
+    )

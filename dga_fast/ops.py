@@ -1,0 +1,67 @@
+"""The one place that chooses a backend for every op of dga_fast.
+
+Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``) is the only one built so far; the fused
+Triton kernels and the C++/CUDA extension plug in here behind the same function names. The environment
+variable ``DGA_FAST_BACKEND`` (``auto`` by default, or ``reference``) forces a backend everywhere.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import reference
+from .mixture.state import MixtureState
+
+BACKENDS = ("auto", "reference")
+
+
+def backend() -> str:
+    """The backend requested by ``DGA_FAST_BACKEND`` (validated)."""
+    name = os.environ.get("DGA_FAST_BACKEND", "auto").strip().lower() or "auto"
+    if name not in BACKENDS:
+        raise ValueError(f"DGA_FAST_BACKEND must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+def _impl(name: str):
+    backend()  # validates the variable; only the reference exists for now
+    return getattr(reference, name)
+
+
+def hddc_estep(x: torch.Tensor,  # [G, N, D]
+               state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]`` (DESIGN §3)."""
+    return _impl("hddc_estep")(x, state)
+
+
+def anchor_shift(c: torch.Tensor,      # [B, U, Dc]
+                 state: MixtureState, shift: torch.Tensor, scale: torch.Tensor,
+                 align, align_max: float) -> torch.Tensor:
+    """Shift every token toward the mean of its most responsible Gaussian (DESIGN §4)."""
+    return _impl("anchor_shift")(c, state, shift, scale, align, align_max)
+
+
+def anchor_assign(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
+                  scale: torch.Tensor) -> torch.Tensor:
+    return _impl("anchor_assign")(c, state, shift, scale)
+
+
+def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
+                    scale: torch.Tensor) -> torch.Tensor:
+    """Log-responsibilities ``[B, U, K]`` of tokens ``[B, U, Dc]`` under their unit mixtures."""
+    return _impl("anchor_log_resp")(c, state, shift, scale)
+
+
+def mixture_spread(x: torch.Tensor, labels: torch.Tensor, means: torch.Tensor):
+    """Per component hard-assigned count and mean distance to its mean."""
+    return _impl("mixture_spread")(x, labels, means)
+
+
+def split_components(state: MixtureState, spread: torch.Tensor, counts: torch.Tensor,
+                     threshold: float, max_components: int, min_count: int):
+    return _impl("split_components")(state, spread, counts, threshold, max_components, min_count)
+
+
+def filter_components(state: MixtureState, mass: torch.Tensor, min_size: float) -> MixtureState:
+    return _impl("filter_components")(state, mass, min_size)

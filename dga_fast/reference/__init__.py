@@ -1,0 +1,7 @@
+"""Plain-PyTorch reference implementations of every op: the test oracle and the CPU path."""
+from .anchor import anchor_assign, anchor_log_resp, anchor_shift
+from .estep import hddc_estep
+from .split_filter import filter_components, mixture_spread, split_components
+
+__all__ = ["anchor_assign", "anchor_log_resp", "anchor_shift", "hddc_estep", "filter_components", "mixture_spread",
+           "split_components"]

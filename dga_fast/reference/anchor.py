@@ -1,0 +1,56 @@
+"""Reference anchor shift of Dynamic Gaussian Anchoring (DESIGN §4), the oracle of the fused kernel."""
+from __future__ import annotations
+
+import torch
+
+from ..mixture.state import MixtureState
+from .estep import hddc_estep
+
+EPS = 1e-6
+
+
+def normalise_tokens(c: torch.Tensor,      # [B, U, Dc]
+                     shift: torch.Tensor,  # [U, Dc]
+                     scale: torch.Tensor   # [U]
+                     ) -> torch.Tensor:    # [U, B, Dc] in the mixture's coordinates
+    dt = torch.promote_types(c.dtype, torch.float32)
+    return ((c.to(dt) - shift.to(dt)) / scale.to(dt).unsqueeze(-1)).transpose(0, 1)
+
+
+def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
+                    scale: torch.Tensor) -> torch.Tensor:  # [B, U, K]
+    """Log-responsibilities of every token's unit mixture (no gradient)."""
+    with torch.no_grad():
+        log_resp, _ = hddc_estep(normalise_tokens(c.detach(), shift, scale), state)
+    return log_resp.transpose(0, 1)
+
+
+def anchor_assign(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
+                  scale: torch.Tensor) -> torch.Tensor:  # [B, U] int64
+    """Most responsible component ``k*`` of every token (no gradient)."""
+    return anchor_log_resp(c, state, shift, scale).argmax(-1)
+
+
+def anchor_shift(c: torch.Tensor,        # [B, U, Dc]
+                 state: MixtureState,    # G = U, normalised coordinates
+                 shift: torch.Tensor,    # [U, Dc]
+                 scale: torch.Tensor,    # [U]
+                 align,                  # "adaptive" or a float λ
+                 align_max: float) -> torch.Tensor:  # [B, U, Dc]
+    """``c' = c + λ (μ_{k*} − c)`` with ``μ_{k*}`` in token coordinates and, for ``align="adaptive"``,
+    ``λ = align_max · exp(−‖c − μ‖₁ / (‖c‖₁ + ε))`` per (sample, unit). Computed in float32 (float64
+    for float64 input) and returned in ``c``'s dtype; gradients flow to ``c`` (also through λ), none to the
+    mixture."""
+    dt = torch.promote_types(c.dtype, torch.float32)
+    k = anchor_assign(c, state, shift, scale)                                   # [B, U]
+    U, K, D = state.means.shape
+    mu_n = torch.gather(state.means.to(dt).unsqueeze(0).expand(k.shape[0], U, K, D), 2,
+                        k[..., None, None].expand(-1, -1, 1, D)).squeeze(2)   # [B, U, D]
+    mu = (mu_n * scale.to(dt)[:, None] + shift.to(dt)).detach()
+    cf = c.to(dt)
+    if align == "adaptive":
+        lam = align_max * torch.exp(-(cf - mu).abs().sum(-1, keepdim=True)
+                                    / (cf.abs().sum(-1, keepdim=True) + EPS))
+    else:
+        lam = float(align)
+    return (cf + lam * (mu - cf)).to(c.dtype)
