@@ -39,7 +39,7 @@ class DynamicGaussianAnchoring(nn.Module):
                  max_split_rounds: int = 3, merge: bool = True, align="adaptive", align_max: float = 0.1,
                  seed: int = 0, model: str = "AkjBkQkDk", d_select: str = "cattell", threshold: float = 0.2,
                  d_max: int | None = None, tol: float = 1e-4, noise_floor: float = 1e-6,
-                 search_samples: int | None = 4096, progress: bool = False):
+                 search_samples: int | None = 2048, progress: bool = False):
         super().__init__()
         check_positive_int("num_units", num_units)
         check_positive_int("unit_dim", unit_dim)

@@ -10,11 +10,12 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
                state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]``.
 
-    Exact cost of DESIGN §3 in float32 (float64 for float64 input), as three batched GEMMs and no tensor
+    Exact cost of DESIGN §3 in float32 (float64 for float64 input) as three batched GEMMs, with no tensor
     of size N·K·D: ``y = Qᵀx − Qᵀμ`` for all components at once, ``Σ_j w_j y_j²`` as a GEMM against the
-    block-diagonal ``w``, and ``‖x − μ‖² = ‖x‖² − 2xᵀμ + ‖μ‖²`` by expansion. The expansion loses about
-    ``eps·(‖x‖² + ‖μ‖²)/b`` of absolute precision in the cost, so callers pass data centred and scaled
-    per group (the mixture core, HDDC and DynamicGaussianAnchoring all do).
+    block-diagonal ``w``, and ``‖x − μ‖² = ‖x‖² − 2xᵀμ + ‖μ‖²`` by expansion in float64 (its cancellation
+    would otherwise cost ``eps·(‖x‖² + ‖μ‖²)/b`` of absolute precision, large for tight components far from
+    the origin). Callers pass data centred and scaled per group (the mixture core, HDDC and
+    DynamicGaussianAnchoring all do), which keeps the float32 projection well conditioned too.
     """
     dt = torch.promote_types(x.dtype, torch.float32)
     st = state.trim_dims()
@@ -28,10 +29,13 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
     y = torch.baddbmm(-(mu.unsqueeze(-2) @ Q).reshape(G, 1, K * dm), xf, Qflat)   # Q_kᵀ(x − μ_k)
     # block-diagonal [G, K*dm, K] holding w_kj in row k*dm + j, column k
     wblock = (w.unsqueeze(-1) * torch.eye(K, dtype=dt, device=x.device).unsqueeze(1)).reshape(G, K * dm, K)
-    cost = torch.baddbmm(const.unsqueeze(1) + (inv_b * mu.square().sum(-1)).unsqueeze(1),
-                         xf, (-2.0 * inv_b).unsqueeze(1) * mu.transpose(1, 2))          # [G,N,K]
-    cost.baddbmm_(y.square_(), wblock)
-    cost.addcmul_(xf.square().sum(-1, keepdim=True), inv_b.unsqueeze(1))
+    # ‖x − μ‖²/b by expansion in float64: O(N·K·D), and the expansion's cancellation (clusters far from
+    # the origin relative to their noise variance b) then costs nothing at float32 resolution
+    x64, mu64, ib64 = x.to(torch.float64), st.means.to(torch.float64), inv_b.to(torch.float64)
+    sq = torch.baddbmm(mu64.square().sum(-1).unsqueeze(1), x64, mu64.transpose(1, 2), alpha=-2.0)
+    sq.add_(x64.square().sum(-1, keepdim=True)).clamp_min_(0.0).mul_(ib64.unsqueeze(1))
+    cost = sq.to(dt).add_(const.unsqueeze(1))                                          # [G,N,K]
+    cost.baddbmm_(y.square_(), wblock)                                                 # + Σ_j w_kj y_j²
     logp = cost.mul_(-0.5)                                    # [G,N,K], -inf on inactive slots
     top = logp.amax(-1, keepdim=True)
     # terms below e^-80 of the largest are negligible; clamping keeps exp off its slow underflow path

@@ -1,0 +1,305 @@
+#!/usr/bin/env python
+"""dga_fast benchmark harness: every op and pipeline of the library against its baselines.
+
+One harness for all row families. A family builds its inputs once and returns cases; each case is a
+(provider, mode) pair with a callable that is timed (median of ``--repeats`` after one warm-up) and a
+correctness check run in the same process. A speed-up is printed and stored only when the checks of both
+rows it compares passed in this run.
+
+    python benchmarks/throughput.py                 # every family, default sizes (< 5 min on 2 CPU cores)
+    python benchmarks/throughput.py --only refit    # one family
+    python benchmarks/throughput.py --size large    # GPU-scale problems
+    python benchmarks/throughput.py --json out.json # JSON elsewhere (default: benchmarks/results/<device>.json)
+
+Families:
+  refit  the full DynamicGaussianAnchoring refit (init → EM → split → filter → merge → EM) of U units ×
+         N tokens × D dims, against scikit-learn GaussianMixture(covariance_type="full") given the true
+         number of components of every unit (summed over units), and against a per-component Python-loop
+         EM with torch.distributions.MultivariateNormal (benchmarks/loop_baseline.py, the published code's
+         approach; timed on --loop-units units and scaled to all U, marked "extrapolated").
+  estep  the HDDC E-step of a fitted DyGA state (cost ~2·D·(d+1) per sample and component) against a
+         full-covariance E-step (Cholesky solves, ~D² per sample and component), both batched over units.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SIZES = {
+    #            units, tokens, dims
+    "small": dict(units=4, tokens=2000, dim=16),
+    "default": dict(units=20, tokens=10_000, dim=32),
+    "large": dict(units=20, tokens=100_000, dim=32),
+}
+
+
+@dataclass
+class Case:
+    family: str
+    provider: str
+    mode: str
+    fn: Callable[[], object]
+    check: Callable[[object], dict]     # result of fn -> {"ok": bool, ...metrics}
+    repeats: int | None = None          # override of --repeats (slow baselines)
+    scale: float = 1.0                  # multiply the measured time (extrapolated baselines)
+    note: str = ""
+
+
+@dataclass
+class Row:
+    family: str
+    provider: str
+    mode: str
+    median_s: float | None
+    times_s: list = field(default_factory=list)
+    peak_mem_mb: float | None = None
+    check: dict = field(default_factory=dict)
+    note: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(case: Case, repeats: int, device: torch.device) -> Row:
+    """Warm-up call (its result is the one checked), then the median of ``repeats`` timed calls."""
+    out = case.fn()
+    _sync(device)
+    check = case.check(out)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(case.repeats or repeats):
+        t0 = time.perf_counter()
+        case.fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * case.scale)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return Row(case.family, case.provider, case.mode, statistics.median(times), times, peak, check, case.note)
+
+
+# ---------------------------------------------------------------------------------------------- families
+def family_refit(args, device) -> list[Case]:
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.mixture import GaussianMixture
+
+    from dga_fast import DynamicGaussianAnchoring
+    from dga_fast.data import make_unit_tokens
+    from loop_baseline import loop_refit
+
+    sz = SIZES[args.size]
+    U, N, D = sz["units"], sz["tokens"], sz["dim"]
+    data = make_unit_tokens(U, N, D, seed=args.seed)
+    tokens = data.tokens.to(device)
+    labels = data.labels.numpy()
+    levels = data.levels.tolist()
+
+    def mean_ari(pred, units):
+        return float(np.mean([adjusted_rand_score(labels[:, u], pred[:, i]) for i, u in enumerate(units)]))
+
+    dyga = DynamicGaussianAnchoring(U, D, seed=args.seed).to(device)
+
+    def run_dyga():
+        dyga.refit(tokens)
+        return dyga.assign(tokens).cpu().numpy()
+
+    def check_dyga(pred):
+        n = dyga.n_components.cpu()
+        ari = mean_ari(pred, range(U))
+        exact = int((n == data.levels).sum())
+        return {"ok": ari >= 0.9 and int(n.max()) <= dyga.max_components, "mean_ari": round(ari, 4),
+                "units_with_exact_count": f"{exact}/{U}", "n_components": n.tolist(), "true_levels": levels}
+
+    x_np = data.tokens.numpy()
+
+    def run_sklearn():
+        pred = np.empty((N, U), dtype=np.int64)
+        for u in range(U):
+            gm = GaussianMixture(levels[u], covariance_type="full", random_state=args.seed)
+            pred[:, u] = gm.fit_predict(x_np[:, u])
+        return pred
+
+    def check_sklearn(pred):
+        ari = mean_ari(pred, range(U))
+        return {"ok": True, "mean_ari": round(ari, 4), "given": "true number of components"}
+
+    lu = list(range(min(args.loop_units, U)))
+    xn = data.tokens.transpose(0, 1)[lu].float()
+    xn = xn - xn.mean(1, keepdim=True)
+    xn = xn / (xn.square().sum(-1).mean(1) / D).sqrt()[:, None, None]
+
+    def run_loop():
+        return np.stack([loop_refit(xn[i], seed=args.seed).numpy() for i in range(len(lu))], axis=1)
+
+    def check_loop(pred):
+        return {"ok": True, "mean_ari": round(mean_ari(pred, lu), 4), "units_timed": len(lu)}
+
+    return [
+        Case("refit", "dga_fast", "full", run_dyga, check_dyga, note=f"{U} units x {N} tokens x {D} dims"),
+        Case("refit", "sklearn-gmm-full", "full", run_sklearn, check_sklearn, repeats=1,
+             note="GaussianMixture(covariance_type='full') per unit with the true K, summed over units"),
+        Case("refit", "loop-mvn", "full", run_loop, check_loop, repeats=1, scale=U / len(lu),
+             note=f"per-component loop EM with MultivariateNormal, timed on {len(lu)} of {U} units, "
+                  f"extrapolated x{U / len(lu):g}"),
+    ]
+
+
+def family_estep(args, device) -> list[Case]:
+    from dga_fast import DynamicGaussianAnchoring, ops
+    from dga_fast.data import make_unit_tokens
+
+    sz = SIZES[args.size]
+    U, N, D = sz["units"], sz["tokens"], sz["dim"]
+    data = make_unit_tokens(U, N, D, seed=args.seed)
+    dyga = DynamicGaussianAnchoring(U, D, seed=args.seed).refit(data.tokens).to(device)
+    st = dyga.state.resize(dyga.state.used_slots())
+    x = ((data.tokens.to(device) - dyga.norm_shift) / dyga.norm_scale[:, None]).transpose(0, 1).contiguous()
+    # exact float64 oracle on a slice, explicit centring
+    xs = x[:, :512].double()
+    cov = st.covariances().double()
+    cov = torch.where(st.active[..., None, None], cov, torch.eye(D, dtype=torch.float64, device=device))
+    mvn = torch.distributions.MultivariateNormal(st.means.double(), covariance_matrix=cov)
+    lp = mvn.log_prob(xs.transpose(0, 1).unsqueeze(2)).transpose(0, 1) + st.log_weights.double().unsqueeze(1)
+    oracle = torch.logsumexp(lp, -1)
+    chol = torch.linalg.cholesky(cov.float())
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)              # [U, K]
+
+    def run_ref():
+        return ops.hddc_estep(x, st)
+
+    def full_cov():
+        # batched full-covariance E-step: z = x − μ_k materialised per component chunk, triangular solve
+        out = []
+        for s in range(0, N, 2048):
+            z = x[:, s:s + 2048].unsqueeze(1) - st.means.unsqueeze(2)                   # [U, K, n, D]
+            y = torch.linalg.solve_triangular(chol, z.transpose(-1, -2), upper=False)   # [U, K, D, n]
+            m = y.square().sum(-2)                                                       # [U, K, n]
+            lp = -0.5 * (m + logdet.unsqueeze(-1) + D * math.log(2 * math.pi)) + st.log_weights.unsqueeze(-1)
+            out.append(torch.logsumexp(lp, 1))
+        return torch.cat(out, 1)
+
+    def check(out, name):
+        ll = out[1] if isinstance(out, tuple) else out
+        err = float(((ll[:, :512].double() - oracle).abs() / (1 + oracle.abs())).max())
+        return {"ok": err < 1e-3, "max_rel_err_vs_fp64": err, "what": name}
+
+    Kact = int(st.active.sum(1).max())
+    note = f"{U} units x {N} tokens x {D} dims, up to {Kact} components, d <= {int(st.dims.max())}"
+    return [
+        Case("estep", "dga_fast-reference", "fwd", run_ref, lambda o: check(o, "hddc"), note=note),
+        Case("estep", "full-covariance", "fwd", full_cov, lambda o: check(o, "full"), note=note),
+    ]
+
+
+FAMILIES = {"refit": family_refit, "estep": family_estep}
+# (family, faster provider, baseline provider)
+SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
+            ("estep", "dga_fast-reference", "full-covariance")]
+
+
+# ---------------------------------------------------------------------------------------------- output
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def slug(name: str) -> str:
+    keep = "".join(c.lower() if c.isalnum() else "-" for c in name)
+    return "-".join(p for p in keep.split("-") if p)[:60]
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=sorted(FAMILIES), action="append", help="run only this family")
+    p.add_argument("--size", choices=sorted(SIZES), default="default")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--loop-units", type=int, default=2, help="units the loop baseline is timed on")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="output JSON (default results/<device>.json)")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.loop_units < 1:
+        p.error("--repeats and --loop-units must be >= 1")
+    device = torch.device(args.device)
+    dev_name = device_name(device)
+    rows: list[Row] = []
+    for fam in args.only or list(FAMILIES):
+        print(f"== {fam} ({args.size}) on {dev_name}", flush=True)
+        for case in FAMILIES[fam](args, device):
+            row = measure(case, args.repeats, device)
+            rows.append(row)
+            status = "ok" if row.check.get("ok") else "CHECK FAILED"
+            metrics = {k: v for k, v in row.check.items() if k not in ("ok", "n_components", "true_levels")}
+            print(f"  {row.provider:<22} {row.mode:<5} {row.median_s:9.4f} s  [{status}] {metrics}"
+                  + (f"  ({row.note})" if row.note else ""), flush=True)
+    speedups = []
+    for fam, fast, base in SPEEDUPS:
+        a = next((r for r in rows if r.family == fam and r.provider == fast), None)
+        b = next((r for r in rows if r.family == fam and r.provider == base), None)
+        if a is None or b is None:
+            continue
+        if a.check.get("ok") and b.check.get("ok"):
+            s = b.median_s / a.median_s
+            speedups.append({"family": fam, "provider": fast, "baseline": base, "speedup": round(s, 2)})
+            print(f"speed-up {fam}: {fast} vs {base}: {s:.1f}x")
+        else:
+            print(f"speed-up {fam}: {fast} vs {base}: not reported (a correctness check failed)")
+    out = {
+        "device": dev_name, "device_type": device.type, "size": args.size, "sizes": SIZES[args.size],
+        "torch": torch.__version__, "triton": _triton_version(), "python": platform.python_version(),
+        "commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "peak_memory_note": "peak_mem_mb is torch.cuda.max_memory_allocated on CUDA; not measured on CPU",
+        "rows": [asdict(r) for r in rows], "speedups": speedups,
+    }
+    path = args.json or HERE / "results" / f"{slug(dev_name)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0 if all(r.check.get("ok") for r in rows) else 1
+
+
+def _triton_version():
+    try:
+        import triton
+        return triton.__version__
+    except Exception:  # noqa: BLE001 - triton absent or broken on this machine
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

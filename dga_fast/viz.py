@@ -1,0 +1,59 @@
+"""Plots: a latent unit's tokens in 2-D (PCA) with the unit's Gaussians as 2-σ ellipses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _pca_basis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre ``[D]`` and top-2 principal directions ``[D, 2]`` of ``x [N, D]`` (float64)."""
+    c = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - c, full_matrices=False)
+    basis = vh[:2].T
+    if basis.shape[1] < 2:   # one-dimensional tokens: pad with a zero axis
+        basis = torch.nn.functional.pad(basis, (0, 2 - basis.shape[1]))
+    return c, basis
+
+
+def plot_unit(tokens: torch.Tensor,       # [N, D] one unit's tokens
+              labels: torch.Tensor,       # [N] component of every token
+              means: torch.Tensor,        # [K, D] in token coordinates (active components)
+              covariances: torch.Tensor,  # [K, D, D] in token coordinates
+              path, title: str = "", max_points: int = 5000) -> Path:
+    """2-D PCA scatter of the tokens coloured by component, each Gaussian's 2-σ ellipse projected onto the
+    same plane. Writes a PNG and returns its path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+
+    x = tokens.detach().double().cpu()
+    c, P = _pca_basis(x)
+    sel = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:max_points]
+    xy = ((x[sel] - c) @ P).numpy()
+    lab = labels.detach().cpu()[sel].numpy()
+    mu2 = ((means.detach().double().cpu() - c) @ P).numpy()
+    cov2 = (P.T @ covariances.detach().double().cpu() @ P).numpy()
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(int(k) % 20) for k in lab], s=3, alpha=0.5, linewidths=0)
+    for k in range(mu2.shape[0]):
+        vals, vecs = np.linalg.eigh(cov2[k])
+        vals = np.clip(vals, 0.0, None)
+        angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
+        ell = Ellipse(mu2[k], 2 * 2 * np.sqrt(vals[1]), 2 * 2 * np.sqrt(vals[0]), angle=angle,
+                      fill=False, lw=1.2, edgecolor="black", zorder=3)
+        ax.add_patch(ell)
+        ax.plot(*mu2[k], marker="x", color="black", ms=5, zorder=4)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

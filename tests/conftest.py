@@ -1,0 +1,19 @@
+import os
+
+# Triton kernels must see the interpreter flag before they are decorated: set it before anything imports
+# dga_fast when no GPU is present.
+try:
+    import torch
+    _has_cuda = torch.cuda.is_available()
+except Exception:  # noqa: BLE001
+    _has_cuda = False
+if not _has_cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))

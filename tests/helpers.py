@@ -1,0 +1,73 @@
+"""Shared test helpers: random mixture states and a brute-force float64 E-step oracle."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dga_fast.mixture import MixtureState
+
+
+def random_state(G: int, K: int, D: int, dmax: int, *, seed: int = 0, n_inactive: int = 0,
+                 scale: float = 1.0, dtype=torch.float64) -> MixtureState:
+    """A valid random MixtureState: orthonormal subspaces, d_k in [0 or 1, dmax], some inactive slots."""
+    g = torch.Generator().manual_seed(seed)
+    st = MixtureState.empty(G, K, D, dmax, dtype=dtype)
+    dl = st.dmax
+    A = torch.randn(G, K, D, D, generator=g, dtype=dtype)
+    Qfull, _ = torch.linalg.qr(A)
+    lo = 0 if D == 1 else 1
+    hi = min(dmax, D - 1)
+    dims = torch.randint(lo, max(hi, lo) + 1, (G, K), generator=g)
+    j = torch.arange(dl)
+    mask = j < dims.unsqueeze(-1)
+    Q = Qfull[..., :dl] if D >= dl else torch.nn.functional.pad(Qfull, (0, dl - D))
+    st.components = Q * mask.unsqueeze(-2).to(dtype)
+    noise = (0.05 + torch.rand(G, K, generator=g, dtype=dtype)) * scale ** 2
+    a = noise.unsqueeze(-1) * (1.5 + 4 * torch.rand(G, K, dl, generator=g, dtype=dtype))
+    st.eigvals = torch.where(mask, a, torch.ones_like(a))
+    st.noise = noise
+    st.dims = dims
+    st.means = 3.0 * scale * torch.randn(G, K, D, generator=g, dtype=dtype)
+    active = torch.ones(G, K, dtype=torch.bool)
+    if n_inactive:
+        for gi in range(G):
+            idx = torch.randperm(K, generator=g)[:min(n_inactive, K - 1)]
+            active[gi, idx] = False
+    st.active = active
+    lw = torch.log(0.2 + torch.rand(G, K, generator=g, dtype=dtype))
+    lw = torch.where(active, lw, torch.full_like(lw, float("-inf")))
+    st.log_weights = lw - torch.logsumexp(lw, 1, keepdim=True)
+    st.means = torch.where(active.unsqueeze(-1), st.means, torch.zeros_like(st.means))
+    return st
+
+
+def brute_estep(x: torch.Tensor, st: MixtureState):
+    """Float64 E-step from the implied full covariances, explicit centring."""
+    x = x.double()
+    cov = st.covariances().double()
+    G, K, D, _ = cov.shape
+    eye = torch.eye(D, dtype=torch.float64)
+    cov = torch.where(st.active[..., None, None], cov, eye)
+    z = x.unsqueeze(2) - st.means.double().unsqueeze(1)                       # [G,N,K,D]
+    sol = torch.linalg.solve(cov.unsqueeze(1), z.unsqueeze(-1)).squeeze(-1)
+    maha = (z * sol).sum(-1)
+    logdet = torch.linalg.slogdet(cov)[1]
+    lp = -0.5 * (maha + logdet.unsqueeze(1) + D * math.log(2 * math.pi)) + st.log_weights.double().unsqueeze(1)
+    lp = torch.where(st.active.unsqueeze(1), lp, torch.full_like(lp, float("-inf")))
+    ll = torch.logsumexp(lp, -1)
+    return lp - ll.unsqueeze(-1), ll
+
+
+def sample_mixture(st: MixtureState, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[G, n, D]`` samples and their component labels ``[G, n]``."""
+    g = torch.Generator().manual_seed(seed)
+    G, K, D = st.means.shape
+    probs = st.log_weights.exp()
+    lab = torch.multinomial(probs.float(), n, replacement=True, generator=g)
+    cov = st.covariances().double()
+    L = torch.linalg.cholesky(cov + 1e-12 * torch.eye(D, dtype=torch.float64))
+    eps = torch.randn(G, n, D, generator=g, dtype=torch.float64)
+    Lk = L[torch.arange(G).unsqueeze(1), lab]                                   # [G,n,D,D]
+    mu = st.means.double()[torch.arange(G).unsqueeze(1), lab]
+    return mu + (Lk @ eps.unsqueeze(-1)).squeeze(-1), lab
