@@ -147,25 +147,21 @@ class DynamicGaussianAnchoring(nn.Module):
         # the structure search runs on a seeded random subset; the final EM on every token
         S = N if self.search_samples is None else min(N, self.search_samples)
         xs = x[:, torch.randperm(N, generator=gen)[:S].to(x.device)] if S < N else x
-        stages = ["init", "em"] + ["split"] * self.max_split_rounds + ["filter"] + \
-                 (["merge"] if self.merge else []) + ["em"]
-        bar = _progress(len(stages), self.progress, "DyGA refit")
+        n_stages = 3 + self.max_split_rounds + (1 if self.merge else 0) + 1
+        timer = _StageTimer(n_stages, self.progress)
         info = {"n_split": torch.zeros(U, dtype=torch.int64), "n_merged": torch.zeros(U, dtype=torch.int64),
-                "em_iters": 0, "search_samples": S}
+                "em_iters": 0, "search_samples": S, "stages": timer.stages}
 
         def em(state, data):
-            t = time.perf_counter()
             res = fit_em(data, state, self.cfg, floor, max_iter=self.em_iters, tol=self.tol)
             info["em_iters"] += int(res.n_iter.max())
-            info.setdefault("em_calls", []).append((int(res.n_iter.max()), round(time.perf_counter() - t, 3),
-                                                    data.shape[1], state.K))
             return res
 
         labels = initial_partition(xs, self.init_components, "kmeans++", gen)
         state = init_state(xs, labels, self.init_components, self.cfg, floor)
-        bar.update()
+        timer.done("init")
         res = em(state, xs)
-        bar.update()
+        timer.done("em")
         unit_spread = xs.norm(dim=-1).mean(1)                              # [U]
         for _ in range(self.max_split_rounds):
             state = res.state.resize(self.max_components)
@@ -173,26 +169,27 @@ class DynamicGaussianAnchoring(nn.Module):
             state, n_split = ops.split_components(state, spread / unit_spread.unsqueeze(1), counts,
                                                   self.split_threshold, self.max_components,
                                                   2 * self.min_cluster_size * S / N)
-            bar.update()
             if not bool(n_split.any()):
+                timer.done("split (none)")
                 break
             info["n_split"] += n_split.cpu()
             res = em(state.resize(state.used_slots()), xs)
+            timer.done("split+em")
         mass = res.log_resp.clamp_min(-80.0).exp().sum(1) * (N / S)        # [U, K] in tokens of x
         state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
         state = state.resize(state.used_slots())
-        bar.update()
+        timer.done("filter")
         if self.merge:
             state, n_merged = merge_components(state, S, self.cfg, floor)
             info["n_merged"] += n_merged.cpu()
             state = ops.filter_components(state, state.weights() * N, 0.0)
             state = state.resize(state.used_slots())
-            bar.update()
+            timer.done("merge")
         res = em(state, x)
         mass = res.log_resp.clamp_min(-80.0).exp().sum(1)
         state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
-        bar.update()
-        bar.close()
+        timer.done("final em")
+        timer.close()
         state = state.resize(self.max_components)
         for name in _STATE_FIELDS:
             getattr(self, "mix_" + name).copy_(getattr(state, name))
@@ -229,15 +226,25 @@ class DynamicGaussianAnchoring(nn.Module):
         return ops.anchor_log_resp(tokens, self.state, self.norm_shift, self.norm_scale).exp()
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    if enabled:
-        from tqdm.auto import tqdm
-        return tqdm(total=total, desc=desc, leave=False)
+class _StageTimer:
+    """Seconds per refit stage (``stages``: list of ``(name, seconds)``) and an optional progress bar."""
 
-    class _Null:
-        def update(self, n: int = 1):
-            pass
+    def __init__(self, total: int, progress: bool):
+        self.stages: list = []
+        self._t = time.perf_counter()
+        self._bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=total, desc="DyGA refit", leave=False)
 
-        def close(self):
-            pass
-    return _Null()
+    def done(self, name: str):
+        now = time.perf_counter()
+        self.stages.append((name, round(now - self._t, 4)))
+        self._t = now
+        if self._bar is not None:
+            self._bar.set_postfix_str(name)
+            self._bar.update()
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()

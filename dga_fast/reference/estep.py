@@ -33,7 +33,8 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
     # the origin relative to their noise variance b) then costs nothing at float32 resolution
     x64, mu64, ib64 = x.to(torch.float64), st.means.to(torch.float64), inv_b.to(torch.float64)
     sq = torch.baddbmm(mu64.square().sum(-1).unsqueeze(1), x64, mu64.transpose(1, 2), alpha=-2.0)
-    sq.add_(x64.square().sum(-1, keepdim=True)).clamp_min_(0.0).mul_(ib64.unsqueeze(1))
+    sq.add_(torch.linalg.vector_norm(x64, dim=-1, keepdim=True).square_())
+    sq.clamp_min_(0.0).mul_(ib64.unsqueeze(1))
     cost = sq.to(dt).add_(const.unsqueeze(1))                                          # [G,N,K]
     cost.baddbmm_(y.square_(), wblock)                                                 # + Σ_j w_kj y_j²
     logp = cost.mul_(-0.5)                                    # [G,N,K], -inf on inactive slots
