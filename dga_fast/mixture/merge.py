@@ -23,7 +23,7 @@ import math
 import torch
 
 from .dims import cattell_dims
-from .mstep import MStepConfig
+from .mstep import MStepConfig, subspace
 from .state import MixtureState
 
 # parameters of a 1-D Gaussian mixture: two components (2 means, 2 variances, 1 weight) vs one (2)
@@ -79,14 +79,8 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig,
     evals = evals.flip(-1).clamp_min(fl2)
     evecs = evecs.flip(-1)
     d_m = cattell_dims(evals, cfg.threshold, cfg.d_max)
-    dl = st.dmax
-    j = torch.arange(dl, device=dev)
-    mask = j < d_m.unsqueeze(-1)
-    top = evals[..., :dl] if D >= dl else torch.nn.functional.pad(evals, (0, dl - D), value=1.0)
-    kept = torch.where(mask, top, torch.zeros_like(top)).sum(-1)
+    mask, top, kept, Q = subspace(evals, evecs, d_m, st.dmax)
     b_m = ((evals.sum(-1) - kept) / (D - d_m).clamp_min(1)).clamp_min(fl2.squeeze(-1))
-    Q = evecs[..., :dl] if D >= dl else torch.nn.functional.pad(evecs, (0, dl - D))
-    Q = Q * mask.unsqueeze(-2).to(Q.dtype)
     out = st.clone()
     acc = accept.unsqueeze(-1)
     out.means = torch.where(acc, mu_m, st.means)

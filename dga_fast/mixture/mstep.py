@@ -64,6 +64,21 @@ def scatter_matrices(x: torch.Tensor,      # [G, N, D]
     return S.view(G, K, D, D)
 
 
+def subspace(evals: torch.Tensor,   # [..., D] decreasing
+             evecs: torch.Tensor,   # [..., D, D] matching columns
+             d: torch.Tensor,       # [...] int64 intrinsic dimensions
+             dl: int):
+    """The pieces of an HDDC component from its eigenpairs, padded to ``dl`` subspace columns:
+    ``mask [..., dl]`` (j < d), ``top [..., dl]`` (leading eigenvalues, 1.0 beyond D), ``kept [...]``
+    (Σ_{j<d} λ_j) and ``Q [..., D, dl]`` (leading eigenvectors, zero beyond d)."""
+    D = evals.shape[-1]
+    mask = torch.arange(dl, device=evals.device) < d.unsqueeze(-1)
+    top = evals[..., :dl] if D >= dl else torch.nn.functional.pad(evals, (0, dl - D), value=1.0)
+    kept = torch.where(mask, top, torch.zeros_like(top)).sum(-1)
+    Q = evecs[..., :dl] if D >= dl else torch.nn.functional.pad(evecs, (0, dl - D))
+    return mask, top, kept, Q * mask.unsqueeze(-2).to(Q.dtype)
+
+
 def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64)
            resp: torch.Tensor,        # [G, N, K]
            cfg: MStepConfig,
@@ -100,13 +115,8 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     if cfg.d_max > 0:   # cannot estimate more directions than points − 1
         d = torch.minimum(d, (safe_nk.floor().long() - 1).clamp_min(1))
     dl = max(cfg.d_max, 1)
-    j = torch.arange(dl, device=x.device)
-    mask = j < d.unsqueeze(-1)                                           # [G,K,dl]
-    top = evals[..., :dl]
-    if top.shape[-1] < dl:  # D == 1
-        top = torch.nn.functional.pad(top, (0, dl - top.shape[-1]), value=1.0)
+    mask, top, kept, Q = subspace(evals, evecs, d, dl)                   # [G,K,dl], ..., [G,K,D,dl]
     trace = evals.sum(-1)                                                # [G,K]
-    kept = torch.where(mask, top, torch.zeros_like(top)).sum(-1)         # Σ_{j<d} λ_j
     df = d.to(dt)
     pi = torch.where(active, nk / N, torch.zeros_like(nk))
     pi = pi / pi.sum(1, keepdim=True)
@@ -127,8 +137,6 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     b = b.clamp_min(floor.reshape(G, 1))
     log_w = torch.where(active, torch.log(pi.clamp_min(torch.finfo(dt).tiny)),
                         torch.full_like(pi, float("-inf")))
-    Q = evecs[..., :dl] if D >= dl else torch.nn.functional.pad(evecs, (0, dl - D))
-    Q = Q * mask.unsqueeze(-2).to(dt)
     empty = MixtureState.empty(G, K, D, dl, dtype=dt, device=x.device)
     am = active.unsqueeze(-1)
     return MixtureState(
