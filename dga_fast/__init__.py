@@ -2,7 +2,8 @@
 learning, with batched HDDC mixtures and fused kernels."""
 from .anchoring import DynamicGaussianAnchoring
 from .hddc import HDDC
+from .model import AnchoredDiffusion
 from .mixture import MixtureState
 
 __version__ = "0.1.0"
-__all__ = ["DynamicGaussianAnchoring", "HDDC", "MixtureState", "__version__"]
+__all__ = ["AnchoredDiffusion", "DynamicGaussianAnchoring", "HDDC", "MixtureState", "__version__"]

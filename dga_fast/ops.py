@@ -65,3 +65,10 @@ def split_components(state: MixtureState, spread: torch.Tensor, counts: torch.Te
 
 def filter_components(state: MixtureState, mass: torch.Tensor, min_size: float) -> MixtureState:
     return _impl("filter_components")(state, mass, min_size)
+
+
+def skip_dropout_concat_norm_silu(h: torch.Tensor, skip: torch.Tensor, keep_mask: torch.Tensor, p: float,
+                                  gn_weight: torch.Tensor, gn_bias: torch.Tensor,
+                                  groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder ResBlock input: channel dropout of ``skip``, concat with ``h``, GroupNorm, SiLU."""
+    return _impl("skip_dropout_concat_norm_silu")(h, skip, keep_mask, p, gn_weight, gn_bias, groups)

@@ -1,0 +1,136 @@
+"""Checkpoints: safetensors + JSON only (loading never unpickles), written atomically.
+
+A checkpoint directory holds ``model.safetensors`` (+ optional extra ``*.safetensors`` such as the
+optimizer and EMA state) and JSON files. It is assembled in a temporary sibling directory, every file is
+fsynced, then the directory is renamed into place and the parent fsynced: a checkpoint directory either
+exists complete or not at all, even if the process is killed while writing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _plain(tensors: dict) -> dict:
+    """Contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def write_checkpoint(directory, tensors: dict[str, dict[str, torch.Tensor]], meta: dict[str, dict]) -> Path:
+    """Write ``{name}.safetensors`` for every entry of ``tensors`` and ``{name}.json`` for every entry of
+    ``meta`` into ``directory``, atomically (see the module docstring). An existing directory is replaced."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, group in tensors.items():
+        path = tmp / f"{name}.safetensors"
+        save_file(_plain(group), str(path))
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    for name, obj in meta.items():
+        path = tmp / f"{name}.json"
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    if directory.exists():
+        old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+    _fsync_dir(directory.parent)
+    return directory
+
+
+def read_tensors(path) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file; a missing file is ``FileNotFoundError``, anything that is not a valid
+    safetensors file (a pickle, a truncated file) is ``ValueError``. Never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path} is not a valid safetensors checkpoint ({e}); refusing to load it") from None
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+
+
+def latest_checkpoint(run_dir) -> Path | None:
+    """The complete checkpoint with the highest step under ``run_dir/checkpoints`` (None if none)."""
+    ck = Path(run_dir) / "checkpoints"
+    if not ck.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in ck.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name))]
+    return max(steps)[1] if steps else None
+
+
+def resolve_checkpoint(path) -> Path:
+    """``path`` itself if it holds a checkpoint, else the latest checkpoint of the run directory ``path``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint or run directory: {path}")
+    if (path / WEIGHTS_NAME).exists() or (path / CONFIG_NAME).exists():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"{path} holds neither a checkpoint ({CONFIG_NAME} + {WEIGHTS_NAME}) nor "
+                                f"checkpoints/step_*/ of a run")
+    return latest
+
+
+def save_model(model, directory) -> Path:
+    return write_checkpoint(directory, {"model": model.state_dict()},
+                            {"config": {"format": "dga_fast/1", "model": model.config}})
+
+
+def load_model(cls, path, map_location="cpu"):
+    ck = resolve_checkpoint(path)
+    cfg = read_json(ck / CONFIG_NAME)
+    if cfg.get("format") != "dga_fast/1" or "model" not in cfg:
+        raise ValueError(f"{ck / CONFIG_NAME} is not a dga_fast checkpoint config")
+    model = cls(**cfg["model"])
+    state = read_tensors(ck / WEIGHTS_NAME)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {ck} does not match the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return model.to(map_location)

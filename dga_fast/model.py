@@ -1,0 +1,250 @@
+"""AnchoredDiffusion: EncDiff-style diffusion model whose latent units are anchored by DyGA and whose
+U-Net uses Skip Dropout (DESIGN §6)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validation import check_float_tensor
+from .anchoring import DynamicGaussianAnchoring
+from .nn import DiffusionSchedule, FeatureExtractor, UNet
+
+
+class AnchoredDiffusion(nn.Module):
+    """Images ``[B, C, H, W]`` in ``[0, 1]`` → tokens ``[B, U, Dc]`` (feature extractor) → anchored tokens
+    (DyGA, training) → cross-attention condition of an ε-prediction U-Net with Skip Dropout.
+
+    ``anchoring=None, skip_dropout=0`` is the EncDiff baseline on the same code path. ``anchoring`` may be
+    ``True`` (defaults) or a dict of ``DynamicGaussianAnchoring`` keyword arguments.
+    """
+
+    def __init__(self, image_size: int = 64, in_channels: int = 3, num_units: int = 20, unit_dim: int = 32,
+                 base_channels: int = 64, channel_mult=(1, 2, 4, 4), num_res_blocks: int = 2,
+                 attention_resolutions=(1, 2, 4), num_heads: int = 8, skip_dropout: float = 0.2,
+                 skip_dropout_resolutions=(1, 2), anchoring=True, timesteps: int = 1000,
+                 beta_schedule: str = "linear", beta_start: float = 0.0015, beta_end: float = 0.0155,
+                 loss: str = "l1", fused: bool = True, encoder_channels: int | None = None):
+        super().__init__()
+        if loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
+        ds_max = 2 ** (len(channel_mult) - 1)
+        if image_size % ds_max or image_size < 8:
+            raise ValueError(f"image_size {image_size} must be >= 8 and divisible by 2**(len(channel_mult)-1)"
+                             f" = {ds_max}")
+        if anchoring is not None and not isinstance(anchoring, (bool, dict)):
+            raise TypeError(f"anchoring must be True, None or a dict of DynamicGaussianAnchoring options, "
+                            f"got {type(anchoring).__name__}")
+        self.config = dict(image_size=image_size, in_channels=in_channels, num_units=num_units,
+                           unit_dim=unit_dim, base_channels=base_channels, channel_mult=list(channel_mult),
+                           num_res_blocks=num_res_blocks, attention_resolutions=list(attention_resolutions),
+                           num_heads=num_heads, skip_dropout=skip_dropout,
+                           skip_dropout_resolutions=list(skip_dropout_resolutions),
+                           anchoring=anchoring if anchoring is not False else None, timesteps=timesteps,
+                           beta_schedule=beta_schedule, beta_start=beta_start, beta_end=beta_end, loss=loss,
+                           fused=fused, encoder_channels=encoder_channels)
+        self.encoder = FeatureExtractor(image_size, in_channels, num_units, unit_dim,
+                                        channels=encoder_channels or base_channels)
+        self.unet = UNet(image_size, in_channels, base_channels, tuple(channel_mult), num_res_blocks,
+                         tuple(attention_resolutions), num_heads, unit_dim, skip_dropout,
+                         tuple(skip_dropout_resolutions), fused)
+        self.schedule = DiffusionSchedule(timesteps, beta_schedule, beta_start, beta_end)
+        if anchoring:
+            opts = anchoring if isinstance(anchoring, dict) else {}
+            self.anchoring = DynamicGaussianAnchoring(num_units, unit_dim, **opts)
+        else:
+            self.anchoring = None
+        # first principal direction of each unit's tokens (fitted at refit time) for ``representation``
+        self.register_buffer("pc_mean", torch.zeros(num_units, unit_dim))
+        self.register_buffer("pc_dir", torch.zeros(num_units, unit_dim))
+        self.register_buffer("pc_fitted", torch.zeros((), dtype=torch.bool))
+
+    # ------------------------------------------------------------------ validation
+    def _check_images(self, x, name: str = "x") -> torch.Tensor:
+        check_float_tensor(name, x, 4)
+        c, s = self.config["in_channels"], self.config["image_size"]
+        if x.shape[1:] != (c, s, s):
+            raise ValueError(f"{name} must have shape [B, {c}, {s}, {s}] (in_channels, image_size), "
+                             f"got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty (batch size 0)")
+        return x
+
+    @property
+    def device(self) -> torch.device:
+        return self.pc_mean.device
+
+    # ------------------------------------------------------------------ encoder side
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, U, Dc]
+        """Tokens of the latent units (not anchored)."""
+        return self.encoder(self._check_images(x) * 2 - 1)
+
+    def latent_units(self, x: torch.Tensor) -> torch.Tensor:  # [B, U]
+        """The scalar latent units the tokens are made from."""
+        return self.encoder.latent_units(self._check_images(x) * 2 - 1)
+
+    def condition(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens as the U-Net sees them: anchored by DyGA when anchoring is on (train and eval alike)."""
+        return self.anchoring(tokens) if self.anchoring is not None else tokens
+
+    @torch.no_grad()
+    def representation(self, x: torch.Tensor) -> torch.Tensor:  # [B, U]
+        """Per unit, the projection of its token on the unit's first principal direction (fitted at the
+        last refit; before any refit, the scalar latent units). Used by the disentanglement metrics."""
+        if not bool(self.pc_fitted):
+            return self.latent_units(x)
+        tok = self.encode(x)
+        return ((tok - self.pc_mean) * self.pc_dir).sum(-1)
+
+    # ------------------------------------------------------------------ training objective
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """DDPM ε-prediction loss (L1 or L2) of images ``x [B, C, H, W]`` in ``[0, 1]``."""
+        x0 = self._check_images(x) * 2 - 1
+        cond = self.condition(self.encoder(x0))
+        B = x0.shape[0]
+        t = torch.randint(0, self.schedule.timesteps, (B,), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        eps = self.unet(self.schedule.q_sample(x0, t, noise), t, cond)
+        return F.l1_loss(eps, noise) if self.config["loss"] == "l1" else F.mse_loss(eps, noise)
+
+    # ------------------------------------------------------------------ anchors
+    @torch.no_grad()
+    def collect_tokens(self, data, batch_size: int = 256) -> torch.Tensor:  # [N, U, Dc]
+        """Tokens of ``data``: an image tensor ``[N, C, H, W]`` or an iterable of image batches / of
+        ``(images, ...)`` tuples (a DataLoader)."""
+        was = self.training
+        self.eval()
+        try:
+            if isinstance(data, torch.Tensor):
+                self._check_images(data, "data")
+                out = [self.encode(data[i:i + batch_size].to(self.device)) for i in range(0, len(data), batch_size)]
+            else:
+                out = []
+                for batch in data:
+                    imgs = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    out.append(self.encode(imgs.to(self.device)))
+        finally:
+            self.train(was)
+        if not out:
+            raise ValueError("data is empty: no images to compute tokens from")
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def refit_anchors(self, data) -> "AnchoredDiffusion":
+        """Refit the DyGA mixtures (if anchoring is on) and the per-unit principal directions on the
+        tokens of ``data`` (images or batches, see ``collect_tokens``)."""
+        tokens = self.collect_tokens(data)
+        if self.anchoring is not None:
+            self.anchoring.refit(tokens)
+        mean = tokens.mean(0)                                                # [U, Dc]
+        _, _, vh = torch.linalg.svd((tokens - mean).transpose(0, 1), full_matrices=False)
+        direction = vh[:, 0]                                                 # [U, Dc]
+        # orient each direction so that it increases with the unit's scalar (a stable sign)
+        self.pc_mean.copy_(mean)
+        self.pc_dir.copy_(direction * torch.sign(direction.sum(-1, keepdim=True) + 1e-12))
+        self.pc_fitted.fill_(True)
+        return self
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def sample(self, tokens: torch.Tensor, steps: int = 50, eta: float = 0.0,
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` in ``[0, 1]`` generated (DDIM) from tokens ``[B, U, Dc]``."""
+        check_float_tensor("tokens", tokens, 3)
+        U, Dc = self.config["num_units"], self.config["unit_dim"]
+        if tokens.shape[1:] != (U, Dc):
+            raise ValueError(f"tokens must have shape [B, {U}, {Dc}], got {tuple(tokens.shape)}")
+        c, s = self.config["in_channels"], self.config["image_size"]
+        shape = (tokens.shape[0], c, s, s)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=self.device)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        was = self.training
+        self.eval()
+        try:
+            cond = self.condition(tokens.to(self.device))
+            x = self.schedule.ddim(lambda xt, t: self.unet(xt, t, cond), noise.to(self.device), steps, eta,
+                                   generator)
+        finally:
+            self.train(was)
+        return (x + 1) / 2
+
+    def _units(self, unit) -> list[int]:
+        U = self.config["num_units"]
+        units = list(range(U)) if unit is None else ([unit] if isinstance(unit, int) else list(unit))
+        bad = [u for u in units if not isinstance(u, int) or not 0 <= u < U]
+        if bad or not units:
+            raise ValueError(f"unit must be an int (or ints) in [0, {U}), got {unit!r}")
+        return units
+
+    @torch.no_grad()
+    def interchange(self, src: torch.Tensor, tgt: torch.Tensor, unit, steps: int = 50,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate from ``src``'s tokens with the tokens of ``unit`` (an int, a list, or None for all)
+        taken from ``tgt``. Same noise for every image of a call when ``generator`` is seeded."""
+        ts, tt = self.encode(src), self.encode(tgt)
+        if ts.shape[0] != tt.shape[0]:
+            raise ValueError(f"src and tgt must have the same batch size, got {ts.shape[0]} and {tt.shape[0]}")
+        units = self._units(unit)
+        mixed = ts.clone()
+        mixed[:, units] = tt[:, units]
+        return self.sample(mixed, steps, generator=generator)
+
+    @torch.no_grad()
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, unit, n: int = 8, steps: int = 50,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[n, C, H, W]``: images from ``a`` (one image) with ``unit``'s token moved linearly to ``b``'s."""
+        if n < 2:
+            raise ValueError(f"n must be >= 2, got {n}")
+        ta, tb = self.encode(a[:1]), self.encode(b[:1])
+        units = self._units(unit)
+        w = torch.linspace(0, 1, n, device=self.device).view(n, 1, 1)
+        tok = ta.repeat(n, 1, 1)
+        tok[:, units] = (1 - w) * ta[:, units] + w * tb[:, units]
+        noise = torch.randn((1,) + tuple(a.shape[1:]), generator=generator, device=self.device).repeat(n, 1, 1, 1)
+        return self.sample(tok, steps, noise=noise)
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, t: int = 100) -> torch.Tensor:  # [B, U, H, W]
+        """Cross-attention of the U-Net's positions to every latent unit at timestep ``t``, averaged over
+        heads and attention layers and resized to the image (rows sum to 1 over units)."""
+        x0 = self._check_images(x) * 2 - 1
+        cond = self.condition(self.encoder(x0))
+        blocks = self.unet.attention_blocks()
+        was = self.training
+        self.eval()
+        for blk in blocks:
+            blk.record = True
+        try:
+            tt = torch.full((x0.shape[0],), int(t), device=x0.device, dtype=torch.long)
+            noise = torch.randn(x0.shape, device=x0.device, generator=torch.Generator(x0.device).manual_seed(0))
+            self.unet(self.schedule.q_sample(x0, tt, noise), tt, cond)
+            s = x0.shape[-1]
+            maps = []
+            for blk in blocks:
+                w = blk.last_cross_attention.mean(1)                             # [B, HW, U]
+                r = int(round(w.shape[1] ** 0.5))
+                w = w.transpose(1, 2).reshape(w.shape[0], -1, r, r)
+                maps.append(F.interpolate(w, size=(s, s), mode="bilinear", align_corners=False))
+        finally:
+            for blk in blocks:
+                blk.record = False
+                blk.last_cross_attention = None
+            self.train(was)
+        return torch.stack(maps).mean(0)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomically per file)."""
+        from .checkpoint import save_model
+        return save_model(self, directory)
+
+    @classmethod
+    def load(cls, path, map_location="cpu") -> "AnchoredDiffusion":
+        """Load from a checkpoint directory, or from a run directory (its latest complete checkpoint).
+        Only safetensors and JSON are read; nothing is unpickled."""
+        from .checkpoint import load_model
+        return load_model(cls, path, map_location)
