@@ -108,7 +108,7 @@ def resolve_checkpoint(path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such checkpoint or run directory: {path}")
-    if (path / WEIGHTS_NAME).exists() or (path / CONFIG_NAME).exists():
+    if (path / WEIGHTS_NAME).exists():
         return path
     latest = latest_checkpoint(path)
     if latest is None:

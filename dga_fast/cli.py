@@ -1,11 +1,114 @@
-"""Command line: ``python -m dga_fast demo [--out DIR]`` (more subcommands arrive with the model)."""
+"""Command line: ``python -m dga_fast {demo,train,sample,interchange}`` (also the ``dga-fast`` script)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+DATASETS = ("synthetic-shapes",)   # the file-based loaders (shapes3d, mpi3d-toy, cars3d, celeba, folder) follow
+
+
+def make_dataset(name: str, image_size: int, data_dir=None, seed: int = 0):
+    if name == "synthetic-shapes":
+        from .data import SyntheticShapes
+        return SyntheticShapes(size=image_size, seed=seed)
+    raise ValueError(f"--dataset must be one of {DATASETS}, got {name!r}")
+
+
+def _run_config(run_dir: Path) -> dict:
+    from .checkpoint import read_json
+    cfg = read_json(Path(run_dir) / "config.json")
+    if "dataset" not in cfg or "model" not in cfg:
+        raise ValueError(f"{run_dir}/config.json is not the config of a dga_fast run")
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from dataclasses import asdict
+    from .model import AnchoredDiffusion
+    from .presets import PRESETS
+    from .train import TrainConfig, fit
+
+    import torch
+    out = Path(args.out)
+    if args.resume:
+        cfg = _run_config(out)
+        model_cfg, train_cfg, data_cfg = cfg["model"], cfg["train"], cfg["dataset"]
+        if args.steps is not None:
+            train_cfg["steps"] = args.steps
+    else:
+        preset = PRESETS[args.preset]
+        model_cfg = dict(preset["model"])
+        train_cfg = asdict(TrainConfig(**preset["train"]))
+        if args.image_size is not None:
+            model_cfg["image_size"] = args.image_size
+        if args.no_anchoring:
+            model_cfg["anchoring"] = None
+        if args.skip_dropout is not None:
+            model_cfg["skip_dropout"] = args.skip_dropout
+        for flag, key in (("steps", "steps"), ("batch_size", "batch_size"), ("ckpt_every", "ckpt_every"),
+                          ("seed", "seed")):
+            if getattr(args, flag) is not None:
+                train_cfg[key] = getattr(args, flag)
+        data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": model_cfg["image_size"]}
+    train_cfg["progress"] = not args.no_progress
+    dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
+    torch.manual_seed(train_cfg["seed"])
+    model = AnchoredDiffusion(**model_cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    hist = fit(model, dataset, out, TrainConfig(**train_cfg), resume=args.resume,
+               run_info={"dataset": data_cfg})
+    last = hist["losses"][-1][1] if hist["losses"] else float("nan")
+    print(f"trained to step {hist['step']} (last loss {last:.4f}); refits at {hist['refit_steps']}; "
+          f"checkpoints in {out / 'checkpoints'}")
+    return 0
+
+
+def _load_run(run_dir):
+    import torch
+    from .model import AnchoredDiffusion
+    cfg = _run_config(run_dir)
+    model = AnchoredDiffusion.load(run_dir)
+    ds = make_dataset(cfg["dataset"]["name"], cfg["dataset"]["image_size"], cfg["dataset"].get("data_dir"))
+    return model, ds, torch
+
+
+def cmd_sample(args) -> int:
+    from .train import get_batch
+    from .viz import save_grid
+    model, ds, torch = _load_run(args.run_dir)
+    g = torch.Generator().manual_seed(args.seed)
+    x = get_batch(ds, torch.randint(0, len(ds), (args.n,), generator=g))
+    imgs = model.sample(model.encode(x), steps=args.steps, generator=g)
+    save_grid(torch.cat([x, imgs]), args.n, args.out)
+    print(f"wrote {args.out} (top row: inputs, bottom row: samples from their latent units)")
+    return 0
+
+
+def cmd_interchange(args) -> int:
+    from .train import get_batch
+    from .viz import save_grid
+    model, ds, torch = _load_run(args.run_dir)
+    rows = interchange_grid(model, ds, args.n, args.steps, args.seed)
+    save_grid(rows, args.n, args.out)
+    print(f"wrote {args.out} (rows: source, target, then source with unit u swapped from target, u = 0..)")
+    return 0
+
+
+def interchange_grid(model, ds, n: int, steps: int, seed: int):
+    import torch
+    from .train import get_batch
+    g = torch.Generator().manual_seed(seed)
+    src = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))
+    tgt = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))
+    rows = [src, tgt]
+    for u in range(model.config["num_units"]):
+        rows.append(model.interchange(src, tgt, u, steps=steps, generator=torch.Generator().manual_seed(seed)))
+    return torch.cat(rows)
 
 
 def main(argv=None) -> int:
+    from .presets import PRESETS
     p = argparse.ArgumentParser(prog="dga-fast", description="Dynamic Gaussian Anchoring toolkit")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="fit DyGA on synthetic latent-unit tokens and plot a few units")
@@ -15,7 +118,33 @@ def main(argv=None) -> int:
     d.add_argument("--dim", type=int, default=32)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true")
+    t = sub.add_parser("train", help="train an AnchoredDiffusion model")
+    t.add_argument("--dataset", choices=DATASETS, default="synthetic-shapes")
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--ckpt-every", type=int)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--no-anchoring", action="store_true", help="EncDiff baseline: no DyGA")
+    t.add_argument("--skip-dropout", type=float, help="skip dropout rate (0 disables)")
+    t.add_argument("--no-progress", action="store_true")
+    for name, helptext in (("sample", "sample images from encoded dataset images"),
+                           ("interchange", "swap latent units between images")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("run_dir")
+        s.add_argument("--out", required=True, help="PNG file")
+        s.add_argument("--n", type=int, default=6)
+        s.add_argument("--steps", type=int, default=50)
+        s.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.cmd == "train" and args.resume and any(
+            getattr(args, k) is not None for k in ("image_size", "skip_dropout", "batch_size")):
+        p.error("--resume continues a run with its own configuration: --image-size, --skip-dropout and "
+                "--batch-size cannot change it")
     if args.cmd == "demo":
         for name in ("units", "tokens", "dim"):
             if getattr(args, name) < 1:
@@ -28,7 +157,8 @@ def main(argv=None) -> int:
         print(f"Gaussians     : {s['n_components']}  ({s['units_with_exact_count']}/{s['units']} exact)")
         print(f"mean ARI      : {s['mean_adjusted_rand_index']:.4f}")
         print(f"wrote {args.out}/summary.json and {', '.join(s['plots'])}")
-    return 0
+        return 0
+    return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from torch import nn
 from ._validation import check_float_tensor
 from .anchoring import DynamicGaussianAnchoring
 from .nn import DiffusionSchedule, FeatureExtractor, UNet
+from .profiling import nvtx_range
 
 
 class AnchoredDiffusion(nn.Module):
@@ -102,11 +103,15 @@ class AnchoredDiffusion(nn.Module):
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """DDPM ε-prediction loss (L1 or L2) of images ``x [B, C, H, W]`` in ``[0, 1]``."""
         x0 = self._check_images(x) * 2 - 1
-        cond = self.condition(self.encoder(x0))
+        with nvtx_range("encode"):
+            tokens = self.encoder(x0)
+        with nvtx_range("anchor"):
+            cond = self.condition(tokens)
         B = x0.shape[0]
         t = torch.randint(0, self.schedule.timesteps, (B,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        eps = self.unet(self.schedule.q_sample(x0, t, noise), t, cond)
+        with nvtx_range("unet"):
+            eps = self.unet(self.schedule.q_sample(x0, t, noise), t, cond)
         return F.l1_loss(eps, noise) if self.config["loss"] == "l1" else F.mse_loss(eps, noise)
 
     # ------------------------------------------------------------------ anchors

@@ -57,3 +57,28 @@ def plot_unit(tokens: torch.Tensor,       # [N, D] one unit's tokens
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def image_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
+    """``[N, C, H, W]`` in [0, 1] → an ``[rows·(H+pad), nrow·(W+pad), 3]`` uint8 array, row-major."""
+    imgs = images.detach().float().clamp(0, 1).cpu()
+    if imgs.shape[1] == 1:
+        imgs = imgs.expand(-1, 3, -1, -1)
+    N, C, H, W = imgs.shape
+    rows = (N + nrow - 1) // nrow
+    grid = torch.ones(3, rows * (H + pad) + pad, nrow * (W + pad) + pad)
+    for i in range(N):
+        r, c = divmod(i, nrow)
+        grid[:, pad + r * (H + pad): pad + r * (H + pad) + H, pad + c * (W + pad): pad + c * (W + pad) + W] = imgs[i, :3]
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_grid(images: torch.Tensor, nrow: int, path) -> Path:
+    """Write ``images [N, C, H, W]`` as a PNG grid with ``nrow`` images per row."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, image_grid(images, nrow))
+    return path

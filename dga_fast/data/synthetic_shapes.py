@@ -103,6 +103,11 @@ class SyntheticShapes(torch.utils.data.Dataset):
         img = img * (1 - obj_m) + obj_c.view(n, 3, 1, 1) * shade * obj_m
         return img.clamp(0, 1)
 
+    def get_batch(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[n, 3, S, S]`` and factors ``[n, 6]`` of indices ``idx`` (rendered as one batch)."""
+        f = self.index_to_factors(idx)
+        return self.images_from_factors(f), f
+
     def __getitem__(self, i):
         f = self.index_to_factors(i)
         return self.images_from_factors(f)[0], f[0]

@@ -44,8 +44,9 @@ class DecoderInput(nn.Module):
         self.fused = fused
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.fused:
-            return ops.skip_dropout_concat_norm_silu(h, skip, self.dropout.keep_mask(skip), self.dropout.p,
+        if self.fused:   # in eval the mask is all ones and nothing is rescaled (p = 0)
+            p = self.dropout.p if self.training else 0.0
+            return ops.skip_dropout_concat_norm_silu(h, skip, self.dropout.keep_mask(skip), p,
                                                      self.norm.weight, self.norm.bias, self.norm.num_groups)
         x_cat = torch.cat([h, self.dropout(skip)], dim=1)
         return x_cat, torch.nn.functional.silu(self.norm(x_cat))

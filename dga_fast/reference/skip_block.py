@@ -17,9 +17,10 @@ def skip_dropout_concat_norm_silu(h: torch.Tensor,          # [B, Ch, H, W]
     """``x_cat = cat(h, skip · keep_mask / (1 − p))`` and ``y = SiLU(GroupNorm(x_cat))`` (eps 1e-5).
 
     The mask is an explicit tensor (drawn by the caller with torch's generator) so that every backend
-    computes the same thing. Normalisation statistics in float32; outputs in the input dtype."""
+    computes the same thing. Normalisation in float32 (float64 for float64 input); outputs in the input dtype."""
     scale = 1.0 / (1.0 - p) if p > 0 else 1.0
     dropped = skip * (keep_mask.to(skip.dtype) * scale)[:, :, None, None]
     x_cat = torch.cat([h, dropped], dim=1)
-    y = F.silu(F.group_norm(x_cat.float(), groups, gn_weight.float(), gn_bias.float(), GN_EPS))
+    dt = torch.promote_types(x_cat.dtype, torch.float32)
+    y = F.silu(F.group_norm(x_cat.to(dt), groups, gn_weight.to(dt), gn_bias.to(dt), GN_EPS))
     return x_cat, y.to(x_cat.dtype)

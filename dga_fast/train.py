@@ -1,0 +1,233 @@
+"""Training loop: AdamW, optional bf16 autocast and EMA, DyGA refit schedule, progress bar, NVTX ranges,
+atomic checkpoints and exact resume (DESIGN §6).
+
+Determinism: the batch indices, the diffusion noise/timesteps and the skip-dropout masks of step ``s``
+come from generators seeded by ``(seed, s)``, so a run resumed from a checkpoint at step ``s`` takes the
+same steps as an uninterrupted one (up to floating-point reduction order).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import latest_checkpoint, read_json, read_tensors, write_checkpoint
+from .profiling import nvtx_range
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    amp: bool = False               # bf16 autocast
+    ema_decay: float | None = None  # e.g. 0.999; None disables the EMA
+    refit_every: int = 500          # DyGA refit every this many steps ...
+    refit_warmup: int = 500         # ... from this step on
+    refit_samples: int = 2048       # images whose tokens the refit uses
+    ckpt_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        for name in ("steps", "batch_size", "refit_every", "refit_samples", "ckpt_every", "log_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if self.refit_warmup < 0:
+            raise ValueError(f"refit_warmup must be >= 0, got {self.refit_warmup}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        return self
+
+
+def _step_seed(seed: int, step: int, stream: int = 0) -> int:
+    return (seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63 - 1)
+
+
+def get_batch(dataset, idx: torch.Tensor) -> torch.Tensor:
+    """Images of ``dataset`` at ``idx`` as one float batch (uses ``dataset.get_batch`` when present)."""
+    if hasattr(dataset, "get_batch"):
+        out = dataset.get_batch(idx)
+    else:
+        items = [dataset[int(i)] for i in idx]
+        out = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _flat_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v
+            else:
+                meta["scalars"][f"{pid}.{k}"] = v
+    return tensors, meta
+
+
+def _unflat_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class _EMA:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module):
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v, 1 - self.decay)
+
+
+def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume: bool = False,
+        run_info: dict | None = None, **overrides) -> dict:
+    """Train ``model`` (an ``AnchoredDiffusion``) on ``dataset`` (indexable, ``len() > 0``, items are
+    images ``[C, H, W]`` in ``[0, 1]`` or ``(image, ...)`` tuples). With ``out_dir``, writes
+    ``config.json``, ``log.jsonl`` and ``checkpoints/step_XXXXXXX/``; ``resume=True`` continues from the
+    latest checkpoint there. ``run_info`` entries (e.g. the dataset) are added to ``config.json``. Returns ``{"losses": [...], "refit_steps": [...], "step": last step}``."""
+    cfg = TrainConfig(**{**(asdict(config) if config else {}), **overrides}).validate()
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("dataset is empty")
+    device = model.device
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = _EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    out = Path(out_dir) if out_dir is not None else None
+    start = 0
+    history = {"losses": [], "refit_steps": []}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        run_cfg = {"model": model.config, "train": asdict(cfg), **(run_info or {})}
+        (out / "config.json").write_text(json.dumps(run_cfg, indent=2))
+    if resume:
+        if out is None:
+            raise ValueError("resume=True needs out_dir (the run directory to resume)")
+        ck = latest_checkpoint(out)
+        if ck is None:
+            raise FileNotFoundError(f"resume=True but {out}/checkpoints holds no checkpoint")
+        start = _load_training_state(ck, model, opt, ema, history)
+        _truncate_log(out / "log.jsonl", start)
+    # check one batch before the loop: a clear error for wrong image size / channels / values
+    probe = get_batch(dataset, torch.arange(min(2, n)))
+    model._check_images(probe.to(device), "dataset images")
+    log = open(out / "log.jsonl", "a") if out is not None else None
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+    model.train()
+    t_last, imgs = time.perf_counter(), 0
+    try:
+        for step in range(start + 1, cfg.steps + 1):
+            g = torch.Generator().manual_seed(_step_seed(cfg.seed, step))
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=g)
+            x = get_batch(dataset, idx).to(device)
+            torch.manual_seed(_step_seed(cfg.seed, step, 1))      # skip-dropout masks of this step
+            gdev = torch.Generator(device).manual_seed(_step_seed(cfg.seed, step, 2))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                loss = model.loss(x, generator=gdev)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            lv = float(loss.detach())
+            history["losses"].append((step, lv))
+            imgs += cfg.batch_size
+            if step >= cfg.refit_warmup and (step - cfg.refit_warmup) % cfg.refit_every == 0:
+                with nvtx_range("refit"):
+                    _refit(model, dataset, cfg, step)
+                history["refit_steps"].append(step)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                ips = imgs / max(now - t_last, 1e-9)
+                t_last, imgs = now, 0
+                if log is not None:
+                    log.write(json.dumps({"step": step, "loss": lv, "images_per_s": round(ips, 2)}) + "\n")
+                    log.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{ips:.1f}")
+            if bar is not None:
+                bar.update()
+            if out is not None and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                save_training_state(out, step, model, opt, ema, cfg, history)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+    history["step"] = cfg.steps
+    return history
+
+
+def _refit(model, dataset, cfg: TrainConfig, step: int):
+    g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, 3))
+    n = len(dataset)
+    idx = torch.randperm(n, generator=g)[:cfg.refit_samples] if n > cfg.refit_samples else torch.arange(n)
+    batches = (get_batch(dataset, idx[i:i + 256]) for i in range(0, len(idx), 256))
+    model.refit_anchors(batches)
+
+
+def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig, history: dict) -> Path:
+    opt_t, opt_m = _flat_optimizer(opt)
+    tensors = {"model": model.state_dict(), "optimizer": opt_t,
+               "rng": {"torch": torch.get_rng_state()}}
+    if ema is not None:
+        tensors["ema"] = ema.shadow
+    meta = {"config": {"format": "dga_fast/1", "model": model.config},
+            "train_state": {"step": step, "train": asdict(cfg), "optimizer": opt_m,
+                            "refit_steps": history["refit_steps"], "losses": history["losses"]}}
+    return write_checkpoint(out / "checkpoints" / f"step_{step:07d}", tensors, meta)
+
+
+def _load_training_state(ck: Path, model, opt, ema, history: dict) -> int:
+    state = read_json(ck / "train_state.json")
+    sd = read_tensors(ck / "model.safetensors")
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {ck} does not match the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    opt.load_state_dict(_unflat_optimizer(read_tensors(ck / "optimizer.safetensors"), state["optimizer"]))
+    if ema is not None and (ck / "ema.safetensors").exists():
+        ema.shadow = read_tensors(ck / "ema.safetensors")
+    torch.set_rng_state(read_tensors(ck / "rng.safetensors")["torch"])
+    history["refit_steps"] = list(state.get("refit_steps", []))
+    history["losses"] = [tuple(x) for x in state.get("losses", [])]
+    return int(state["step"])
+
+
+def _truncate_log(path: Path, step: int):
+    """Drop log lines written after the checkpoint we resume from (a killed run may have logged more)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    path.write_text("".join(k + "\n" for k in keep))
+
+
+__all__ = ["TrainConfig", "fit", "get_batch", "save_training_state"]

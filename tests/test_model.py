@@ -1,0 +1,188 @@
+"""AnchoredDiffusion, its building blocks, training, checkpoints and resume (tiny sizes)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dga_fast import AnchoredDiffusion, ops
+from dga_fast.checkpoint import latest_checkpoint
+from dga_fast.data import SyntheticShapes
+from dga_fast.nn import DecoderInput, FeatureExtractor
+from dga_fast.train import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+            attention_resolutions=(2,), num_heads=2,
+            anchoring=dict(init_components=3, em_iters=5, search_samples=None, min_cluster_size=4))
+TRAIN = dict(batch_size=8, refit_every=5, refit_warmup=5, refit_samples=64, ckpt_every=5, progress=False,
+             lr=2e-3)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return AnchoredDiffusion(**{**TINY, **kw})
+
+
+@pytest.fixture(scope="module")
+def shapes16():
+    return SyntheticShapes(16)
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+def test_skip_block_reference_matches_unfused_module_and_gradcheck():
+    torch.manual_seed(0)
+    blk = DecoderInput(6, 4, groups=5, p=0.3, fused=True).double()
+    h, skip = torch.randn(3, 6, 5, 5, dtype=torch.float64), torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    mask = (torch.rand(3, 4) > 0.3).double()
+    x_cat, y = ops.skip_dropout_concat_norm_silu(h, skip, mask, 0.3, blk.norm.weight, blk.norm.bias, 5)
+    ref_cat = torch.cat([h, skip * mask[:, :, None, None] / 0.7], 1)
+    torch.testing.assert_close(x_cat, ref_cat)
+    torch.testing.assert_close(y, torch.nn.functional.silu(blk.norm(ref_cat)))
+    hh, ss = h.clone().requires_grad_(), skip.clone().requires_grad_()
+    w, b = blk.norm.weight.detach().clone().requires_grad_(), blk.norm.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, c, ww, bb: ops.skip_dropout_concat_norm_silu(a, c, mask, 0.3, ww, bb, 5), (hh, ss, w, b))
+    blk.eval()   # eval: all-ones mask, no scaling
+    x_cat, _ = blk(h, skip)
+    torch.testing.assert_close(x_cat, torch.cat([h, skip], 1))
+
+
+def test_feature_extractor_grouped_mlp_matches_loop():
+    fe = FeatureExtractor(16, 3, 5, 7, channels=8)
+    s = torch.randn(4, 5)
+    tok = fe.tokens_from_units(s)
+    for u in range(5):
+        h = torch.nn.functional.silu(s[:, u:u + 1] @ fe.w1[u] + fe.b1[u])
+        torch.testing.assert_close(tok[:, u], h @ fe.w2[u] + fe.b2[u])
+
+
+def test_synthetic_shapes(shapes16):
+    assert len(shapes16) == 480_000 and shapes16.factor_sizes == (10, 10, 10, 8, 4, 15)
+    idx = torch.tensor([0, 1, 12345, 479_999])
+    torch.testing.assert_close(shapes16.factors_to_index(shapes16.index_to_factors(idx)), idx)
+    img, f = shapes16[12345]
+    assert img.shape == (3, 16, 16) and 0 <= float(img.min()) and float(img.max()) <= 1
+    torch.testing.assert_close(shapes16.images_from_factors(f[None])[0], img)
+    a = shapes16.images_from_factors([[0, 0, 0, 0, 0, 0]])
+    b = shapes16.images_from_factors([[0, 0, 5, 0, 0, 0]])
+    assert float((a - b).abs().max()) > 0.2, "object hue must change the image"
+    with pytest.raises(ValueError, match="out of range"):
+        shapes16.images_from_factors([[10, 0, 0, 0, 0, 0]])
+
+
+# ---------------------------------------------------------------------------------------------- model
+def test_save_load_round_trip_identical_encode_and_sample(tmp_path, shapes16):
+    m = tiny()
+    x = shapes16.get_batch(torch.arange(0, 480_000, 40_000))[0]
+    m.refit_anchors(x)
+    m.save(tmp_path / "ck")
+    m2 = AnchoredDiffusion.load(tmp_path / "ck")
+    assert torch.equal(m.encode(x), m2.encode(x))
+    s1 = m.sample(m.encode(x[:2]), steps=4, generator=torch.Generator().manual_seed(3))
+    s2 = m2.sample(m2.encode(x[:2]), steps=4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(s1, s2)
+    assert torch.equal(m.anchoring.means, m2.anchoring.means) and m2.anchoring.fitted
+
+
+def test_loading_a_pickle_is_refused_and_does_not_run(tmp_path):
+    tiny().save(tmp_path / "ck")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    import pickle
+    (tmp_path / "ck" / "model.safetensors").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ValueError, match="not a valid safetensors"):
+        AnchoredDiffusion.load(tmp_path / "ck")
+    assert not marker.exists()
+    torch.save({"x": Evil()}, tmp_path / "ck" / "model.safetensors")
+    with pytest.raises(ValueError, match="not a valid safetensors"):
+        AnchoredDiffusion.load(tmp_path / "ck")
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        AnchoredDiffusion.load(tmp_path / "nowhere")
+
+
+def test_training_lowers_loss_and_refits_on_schedule(tmp_path, shapes16):
+    m = tiny()
+    h = fit(m, shapes16, tmp_path / "run", steps=40, **{**TRAIN, "refit_every": 15, "refit_warmup": 10})
+    assert h["refit_steps"] == [10, 25, 40]
+    losses = [l for _, l in h["losses"]]
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.85 * first, (first, last)
+    assert m.anchoring.fitted and int(m.anchoring.n_refits) == 3
+    # tokens after the refit are shifted as DyGA's forward prescribes
+    x = shapes16.get_batch(torch.arange(8))[0]
+    tok = m.encode(x)
+    cond = m.condition(tok)
+    k = m.anchoring.assign(tok)
+    mu = m.anchoring.means[torch.arange(4), k]
+    lam = 0.1 * torch.exp(-(tok - mu).abs().sum(-1, keepdim=True) / (tok.abs().sum(-1, keepdim=True) + 1e-6))
+    torch.testing.assert_close(cond, tok + lam * (mu - tok))
+
+
+def test_resume_gives_the_same_weights(tmp_path, shapes16):
+    a = tiny()
+    fit(a, shapes16, tmp_path / "a", steps=12, **TRAIN)
+    b = tiny()
+    fit(b, shapes16, tmp_path / "b", steps=6, **TRAIN)
+    b2 = tiny()
+    fit(b2, shapes16, tmp_path / "b", steps=12, resume=True, **TRAIN)
+    sa, sb = a.state_dict(), b2.state_dict()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-5, msg=k)
+
+
+def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dga_fast", "train", "--out", str(run), "--steps", "400", "--ckpt-every", "2",
+           "--image-size", "16", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (latest_checkpoint(run) is None or
+                                          int(latest_checkpoint(run).name[5:]) < 6):
+            time.sleep(0.2)
+        assert latest_checkpoint(run) is not None, proc.stderr.read().decode() if proc.poll() else "timeout"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    m = AnchoredDiffusion.load(run)
+    assert isinstance(m, AnchoredDiffusion)
+    # every checkpoint directory is complete (a half-written one only ever exists under a temporary name)
+    for ck in (run / "checkpoints").glob("step_*"):
+        names = {p.name for p in ck.iterdir()}
+        assert {"model.safetensors", "optimizer.safetensors", "config.json", "train_state.json"} <= names
+    # and training resumes from the last one
+    proc = subprocess.run(cmd[:6] + ["--steps", str(int(latest_checkpoint(run).name[5:]) + 2), "--resume",
+                           "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_bad_input(tmp_path, shapes16):
+    m = tiny()
+    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+        m.encode(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+        m.loss(torch.rand(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        m.loss(torch.full((2, 3, 16, 16), float("nan")))
+    with pytest.raises(ValueError, match="empty"):
+        fit(m, [], steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+        fit(m, SyntheticShapes(32), steps=2, progress=False)
+    with pytest.raises(ValueError, match="image_size"):
+        AnchoredDiffusion(image_size=20, channel_mult=(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="unit"):
+        m.interchange(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), unit=9)
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "train", "--out", str(tmp_path / "r"), "--resume",
+                           "--image-size", "16"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "--resume" in proc.stderr
