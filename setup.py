@@ -21,7 +21,7 @@ setup(
     packages=find_packages(include=["dga_fast", "dga_fast.*"]) + ["dga_fast.kernels"],
     package_dir={"dga_fast.kernels": "kernels"},
     install_requires=["torch>=2.11", "numpy", "scipy", "scikit-learn>=1.6", "matplotlib", "tqdm",
-                      "safetensors", "nvtx"],
+                      "safetensors", "nvtx", "h5py", "pillow"],
     extras_require={"triton": ["triton>=3.6"], "test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["dga-fast=dga_fast.cli:main"]},
     ext_modules=ext_modules,

@@ -5,14 +5,20 @@ import argparse
 import sys
 from pathlib import Path
 
-DATASETS = ("synthetic-shapes",)   # the file-based loaders (shapes3d, mpi3d-toy, cars3d, celeba, folder) follow
+DATASETS = ("synthetic-shapes", "shapes3d", "mpi3d-toy", "cars3d", "celeba", "folder")
 
 
 def make_dataset(name: str, image_size: int, data_dir=None, seed: int = 0):
+    from . import data
     if name == "synthetic-shapes":
-        from .data import SyntheticShapes
-        return SyntheticShapes(size=image_size, seed=seed)
-    raise ValueError(f"--dataset must be one of {DATASETS}, got {name!r}")
+        return data.SyntheticShapes(size=image_size, seed=seed)
+    loaders = {"shapes3d": data.Shapes3D, "mpi3d-toy": data.MPI3DToy, "cars3d": data.Cars3D,
+               "celeba": data.CelebA, "folder": data.ImageFolder}
+    if name not in loaders:
+        raise ValueError(f"--dataset must be one of {DATASETS}, got {name!r}")
+    if data_dir is None:
+        raise ValueError(f"--dataset {name} reads files: pass --data-dir")
+    return loaders[name](data_dir, image_size)
 
 
 def _run_config(run_dir: Path) -> dict:
@@ -158,7 +164,11 @@ def main(argv=None) -> int:
         print(f"mean ARI      : {s['mean_adjusted_rand_index']:.4f}")
         print(f"wrote {args.out}/summary.json and {', '.join(s['plots'])}")
         return 0
-    return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange}[args.cmd](args)
+    try:
+        return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange}[args.cmd](args)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
