@@ -117,13 +117,18 @@ def main(argv=None) -> int:
     from .presets import PRESETS
     p = argparse.ArgumentParser(prog="dga-fast", description="Dynamic Gaussian Anchoring toolkit")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="fit DyGA on synthetic latent-unit tokens and plot a few units")
+    d = sub.add_parser("demo", help="train the tiny preset on SyntheticShapes(32) and write the demo files")
     d.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    d.add_argument("--units", type=int, default=20)
-    d.add_argument("--tokens", type=int, default=10_000)
-    d.add_argument("--dim", type=int, default=32)
+    d.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's 300)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true")
+    a = sub.add_parser("anchors-demo", help="fit DyGA on synthetic latent-unit tokens and plot a few units")
+    a.add_argument("--out", default="runs/anchors-demo", help="output folder (default: runs/anchors-demo)")
+    a.add_argument("--units", type=int, default=20)
+    a.add_argument("--tokens", type=int, default=10_000)
+    a.add_argument("--dim", type=int, default=32)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("train", help="train an AnchoredDiffusion model")
     t.add_argument("--dataset", choices=DATASETS, default="synthetic-shapes")
     t.add_argument("--data-dir", default=None)
@@ -151,18 +156,31 @@ def main(argv=None) -> int:
             getattr(args, k) is not None for k in ("image_size", "skip_dropout", "batch_size")):
         p.error("--resume continues a run with its own configuration: --image-size, --skip-dropout and "
                 "--batch-size cannot change it")
-    if args.cmd == "demo":
+    if args.cmd == "anchors-demo":
         for name in ("units", "tokens", "dim"):
             if getattr(args, name) < 1:
                 p.error(f"--{name} must be >= 1")
-        from .demo import run_demo
-        s = run_demo(args.out, args.units, args.tokens, args.dim, args.seed, progress=not args.no_progress)
+        from .demo import run_anchor_demo
+        s = run_anchor_demo(args.out, args.units, args.tokens, args.dim, args.seed,
+                            progress=not args.no_progress)
         print(f"DyGA refit of {s['units']} units x {s['tokens']} tokens x {s['dim']} dims "
               f"in {s['refit_seconds']:.2f} s")
         print(f"true levels   : {s['true_levels']}")
         print(f"Gaussians     : {s['n_components']}  ({s['units_with_exact_count']}/{s['units']} exact)")
         print(f"mean ARI      : {s['mean_adjusted_rand_index']:.4f}")
         print(f"wrote {args.out}/summary.json and {', '.join(s['plots'])}")
+        return 0
+    if args.cmd == "demo":
+        if args.steps is not None and args.steps < 1:
+            p.error("--steps must be >= 1")
+        from .demo import run_training_demo
+        s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress)
+        print(f"trained the tiny preset for {s['steps']} steps in {s['train_seconds']} s: loss "
+              f"{s['loss_first']} -> {s['loss_last']}; DyGA refits at steps {s['refit_steps']}")
+        print(f"Gaussians per unit: {s['n_components']}")
+        print(f"swapping all units: MSE to target {s['interchange_all_units_mse_to_target']}, "
+              f"to source {s['interchange_all_units_mse_to_source']}")
+        print(f"wrote {args.out}/: {', '.join(s['files'])} and the checkpoint {s['checkpoint']}")
         return 0
     try:
         return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange}[args.cmd](args)

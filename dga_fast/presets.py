@@ -5,10 +5,10 @@ PRESETS = {
     # a few minutes on a 2-core CPU at 32x32: what `make demo` trains
     "tiny": dict(
         model=dict(image_size=32, num_units=10, unit_dim=16, base_channels=32, channel_mult=(1, 2, 2),
-                   num_res_blocks=1, attention_resolutions=(2, 4), num_heads=4, skip_dropout=0.2,
+                   num_res_blocks=1, attention_resolutions=(4,), num_heads=4, skip_dropout=0.2,
                    skip_dropout_resolutions=(1, 2),
                    anchoring=dict(init_components=8, max_components=16, em_iters=15, min_cluster_size=8)),
-        train=dict(steps=300, batch_size=16, lr=1e-3, refit_warmup=100, refit_every=100,
+        train=dict(steps=500, batch_size=16, lr=2e-3, refit_warmup=150, refit_every=150,
                    refit_samples=1024, ckpt_every=100, log_every=10)),
     # a single GPU at 64x64
     "small": dict(

@@ -1,4 +1,4 @@
-"""Plots: a latent unit's tokens in 2-D (PCA) with the unit's Gaussians as 2-σ ellipses."""
+"""Plots: latent units' tokens in 2-D (PCA) with their Gaussians as 2-σ ellipses, and image grids."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,15 +17,13 @@ def _pca_basis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return c, basis
 
 
-def plot_unit(tokens: torch.Tensor,       # [N, D] one unit's tokens
-              labels: torch.Tensor,       # [N] component of every token
-              means: torch.Tensor,        # [K, D] in token coordinates (active components)
-              covariances: torch.Tensor,  # [K, D, D] in token coordinates
-              path, title: str = "", max_points: int = 5000) -> Path:
+def draw_unit(ax, tokens: torch.Tensor,      # [N, D] one unit's tokens
+              labels: torch.Tensor,             # [N] component of every token
+              means: torch.Tensor,              # [K, D] in token coordinates (active components)
+              covariances: torch.Tensor,        # [K, D, D] in token coordinates
+              title: str = "", max_points: int = 5000):
     """2-D PCA scatter of the tokens coloured by component, each Gaussian's 2-σ ellipse projected onto the
-    same plane. Writes a PNG and returns its path."""
-    import matplotlib
-    matplotlib.use("Agg")
+    same plane, drawn into the matplotlib axes ``ax``."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Ellipse
 
@@ -37,26 +35,51 @@ def plot_unit(tokens: torch.Tensor,       # [N, D] one unit's tokens
     mu2 = ((means.detach().double().cpu() - c) @ P).numpy()
     cov2 = (P.T @ covariances.detach().double().cpu() @ P).numpy()
     cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
     ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(int(k) % 20) for k in lab], s=3, alpha=0.5, linewidths=0)
     for k in range(mu2.shape[0]):
         vals, vecs = np.linalg.eigh(cov2[k])
         vals = np.clip(vals, 0.0, None)
         angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
-        ell = Ellipse(mu2[k], 2 * 2 * np.sqrt(vals[1]), 2 * 2 * np.sqrt(vals[0]), angle=angle,
-                      fill=False, lw=1.2, edgecolor="black", zorder=3)
-        ax.add_patch(ell)
+        ax.add_patch(Ellipse(mu2[k], 2 * 2 * np.sqrt(vals[1]), 2 * 2 * np.sqrt(vals[0]), angle=angle,
+                             fill=False, lw=1.2, edgecolor="black", zorder=3))
         ax.plot(*mu2[k], marker="x", color="black", ms=5, zorder=4)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal", adjustable="datalim")
+
+
+def save_figure(fig, path) -> Path:
+    """Tight layout, write ``path`` (folders created), close the figure."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_anchors(dyga, tokens: torch.Tensor, units, path, titles=None) -> Path:
+    """One panel per unit in ``units``: the tokens ``[N, U, D]`` and the unit's Gaussians of ``dyga``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = list(units)
+    cols = min(4, len(units))
+    rows = (len(units) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), dpi=100, squeeze=False)
+    assign = dyga.assign(tokens)                                              # [N, U]
+    cov = dyga.state.covariances() * (dyga.norm_scale ** 2)[:, None, None, None]
+    for i, u in enumerate(units):
+        act = dyga.active[u]
+        remap = torch.cumsum(act.long(), 0) - 1                               # slot -> index among active
+        title = titles[i] if titles else f"unit {u}: {int(act.sum())} Gaussians"
+        draw_unit(axes.flat[i], tokens[:, u], remap[assign[:, u]], dyga.means[u][act], cov[u][act], title)
+    for ax in list(axes.flat)[len(units):]:
+        ax.axis("off")
+    return save_figure(fig, path)
 
 
 def image_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dga_fast import ops
-from dga_fast.demo import run_demo
+from dga_fast.demo import run_anchor_demo, run_training_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,8 @@ def test_benchmark_small_writes_json(tmp_path):
     assert "speed-up refit" in proc.stdout
 
 
-def test_demo_writes_plots_and_summary(tmp_path):
-    s = run_demo(tmp_path, units=4, tokens=1500, dim=8, n_plots=2, progress=False)
+def test_anchor_demo_writes_plots_and_summary(tmp_path):
+    s = run_anchor_demo(tmp_path, units=4, tokens=1500, dim=8, n_plots=2, progress=False)
     assert len(s["plots"]) == 2
     for p in s["plots"]:
         assert (tmp_path / p).stat().st_size > 1000
@@ -46,3 +46,28 @@ def test_backend_variable(monkeypatch):
     monkeypatch.setenv("DGA_FAST_BACKEND", "bogus")
     with pytest.raises(ValueError, match="DGA_FAST_BACKEND"):
         ops.backend()
+
+
+def test_training_demo_short(tmp_path):
+    s = run_training_demo(tmp_path, steps=2, progress=False, n_images=2, sample_steps=2)
+    assert s["steps"] == 2
+    for f in s["files"]:
+        assert (tmp_path / f).stat().st_size > 100
+    assert {"samples.png", "interchange.png", "loss.png", "summary.json"} <= set(s["files"])
+    assert (tmp_path / "checkpoints" / "step_0000002" / "model.safetensors").exists()
+
+
+def test_cli_anchors_demo_and_errors(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "anchors-demo", "--out", str(tmp_path), "--units", "3",
+                           "--tokens", "1200", "--dim", "8", "--no-progress"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "mean ARI" in proc.stdout and (tmp_path / "summary.json").exists()
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "train", "--dataset", "shapes3d", "--out",
+                           str(tmp_path / "r"), "--data-dir", str(tmp_path / "none")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and "3dshapes.h5" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "train", "--out", str(tmp_path / "r2"),
+                           "--image-size", "20", "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 2 and "image_size" in proc.stderr
