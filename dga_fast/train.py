@@ -185,7 +185,15 @@ def _refit(model, dataset, cfg: TrainConfig, step: int):
     n = len(dataset)
     idx = torch.randperm(n, generator=g)[:cfg.refit_samples] if n > cfg.refit_samples else torch.arange(n)
     batches = (get_batch(dataset, idx[i:i + 256]) for i in range(0, len(idx), 256))
-    model.refit_anchors(batches)
+    dyga = model.anchoring
+    shown = dyga.progress if dyga is not None else None
+    if dyga is not None:
+        dyga.progress = cfg.progress          # the refit's stages show as their own progress bar
+    try:
+        model.refit_anchors(batches)
+    finally:
+        if dyga is not None:
+            dyga.progress = shown
 
 
 def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig, history: dict) -> Path:

@@ -204,3 +204,48 @@ def test_interchange_of_all_units_reproduces_the_target(shapes16):
     out = m.interchange(src, tgt, None, steps=10, generator=torch.Generator().manual_seed(0))
     mse_tgt, mse_src = float(((out - tgt) ** 2).mean()), float(((out - src) ** 2).mean())
     assert mse_tgt < 0.9 * mse_src, (mse_tgt, mse_src)
+
+
+def test_amp_ema_and_encdiff_baseline(tmp_path, shapes16):
+    m = tiny()
+    fit(m, shapes16, tmp_path / "r", steps=4, amp=True, ema_decay=0.9, **{**TRAIN, "ckpt_every": 2})
+    ck = latest_checkpoint(tmp_path / "r")
+    assert (ck / "ema.safetensors").exists()
+    m2 = tiny()
+    fit(m2, shapes16, tmp_path / "r", steps=6, amp=True, ema_decay=0.9, resume=True, **{**TRAIN, "ckpt_every": 2})
+    base = tiny(anchoring=None, skip_dropout=0.0)
+    assert base.anchoring is None
+    h = fit(base, shapes16, None, steps=3, **TRAIN)
+    assert len(h["losses"]) == 3 and h["refit_steps"] == []
+    x = shapes16.get_batch(torch.arange(2))[0]
+    torch.testing.assert_close(base.condition(base.encode(x)), base.encode(x))
+
+
+def test_ddim_eta(shapes16):
+    m = tiny()
+    tok = m.encode(shapes16.get_batch(torch.arange(2))[0])
+    a = m.sample(tok, steps=3, eta=0.0, generator=torch.Generator().manual_seed(0))
+    b = m.sample(tok, steps=3, eta=0.0, generator=torch.Generator().manual_seed(0))
+    c = m.sample(tok, steps=3, eta=1.0, generator=torch.Generator().manual_seed(0))
+    d = m.sample(tok, steps=3, eta=1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and torch.equal(c, d) and not torch.equal(a, c)
+    assert a.shape == (2, 3, 16, 16) and 0 <= float(a.min()) and float(a.max()) <= 1
+
+
+def test_cli_resume_equals_uninterrupted(tmp_path):
+    from dga_fast.checkpoint import read_tensors
+    base = [sys.executable, "-m", "dga_fast", "train", "--no-progress"]
+
+    def run(out, steps, *extra):
+        p = subprocess.run(base + ["--out", str(out), "--steps", str(steps), *extra], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+    new = ("--image-size", "16", "--ckpt-every", "10")
+    run(tmp_path / "a", 40, *new)
+    run(tmp_path / "b", 20, *new)
+    run(tmp_path / "b", 40, "--resume")
+    wa = read_tensors(latest_checkpoint(tmp_path / "a") / "model.safetensors")
+    wb = read_tensors(latest_checkpoint(tmp_path / "b") / "model.safetensors")
+    assert latest_checkpoint(tmp_path / "b").name == "step_0000040"
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5, msg=k)

@@ -41,6 +41,11 @@ def anchor_shift(c: torch.Tensor,        # [B, U, Dc]
     ``λ = align_max · exp(−‖c − μ‖₁ / (‖c‖₁ + ε))`` per (sample, unit). Computed in float32 (float64
     for float64 input) and returned in ``c``'s dtype; gradients flow to ``c`` (also through λ), none to the
     mixture."""
+    with torch.autocast(c.device.type, enabled=False):   # the shift is computed in float32, also under AMP
+        return _anchor_shift(c, state, shift, scale, align, align_max)
+
+
+def _anchor_shift(c, state, shift, scale, align, align_max):
     dt = torch.promote_types(c.dtype, torch.float32)
     k = anchor_assign(c, state, shift, scale)                                   # [B, U]
     U, K, D = state.means.shape

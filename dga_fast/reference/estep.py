@@ -17,6 +17,11 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
     the origin). Callers pass data centred and scaled per group (the mixture core, HDDC and
     DynamicGaussianAnchoring all do), which keeps the float32 projection well conditioned too.
     """
+    with torch.autocast(x.device.type, enabled=False):   # always float32/float64, also under AMP
+        return _hddc_estep(x, state)
+
+
+def _hddc_estep(x: torch.Tensor, state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
     dt = torch.promote_types(x.dtype, torch.float32)
     st = state.trim_dims()
     G, N, D = x.shape
