@@ -11,6 +11,7 @@ import os
 import torch
 
 from . import reference
+from ._validation import check_float_tensor
 from .mixture.state import MixtureState
 
 BACKENDS = ("auto", "reference")
@@ -32,6 +33,10 @@ def _impl(name: str):
 def hddc_estep(x: torch.Tensor,  # [G, N, D]
                state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]`` (DESIGN §3)."""
+    check_float_tensor("x", x, 3)
+    if x.shape[0] != state.G or x.shape[2] != state.D:
+        raise ValueError(f"x must have shape [G={state.G}, N, D={state.D}] to match the mixture state, "
+                         f"got {tuple(x.shape)}")
     return _impl("hddc_estep")(x, state)
 
 

@@ -74,3 +74,15 @@ def test_state_validate_rejects_empty_group():
     st = MixtureState.empty(2, 3, 4, 2)
     with pytest.raises(ValueError, match="without any active component"):
         st.validate()
+
+
+def test_estep_bad_input():
+    st = random_state(2, 3, 4, 2, seed=0)
+    with pytest.raises(ValueError, match="match the mixture state"):
+        ops.hddc_estep(torch.randn(2, 5, 3, dtype=torch.float64), st)
+    with pytest.raises(ValueError, match="3 dimensions"):
+        ops.hddc_estep(torch.randn(5, 4), st)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ops.hddc_estep(torch.full((2, 5, 4), float("nan")), st)
+    with pytest.raises(TypeError, match="floating-point"):
+        ops.hddc_estep(torch.ones(2, 5, 4, dtype=torch.int64), st)

@@ -95,15 +95,6 @@ class MixtureState:
             return torch.gather(t, 1, idx)
         return self.apply(gather)
 
-    def where_groups(self, mask: torch.Tensor, other: "MixtureState") -> "MixtureState":
-        """Per-group select: groups with ``mask [G]`` True take ``self``, the rest ``other``."""
-        out = {}
-        for name, t in self.tensors().items():
-            o = getattr(other, name)
-            m = mask.reshape((-1,) + (1,) * (t.dim() - 1))
-            out[name] = torch.where(m, t, o)
-        return MixtureState(**out)
-
     def scatter_groups(self, idx: torch.Tensor, sub: "MixtureState") -> "MixtureState":
         """A copy of ``self`` whose groups ``idx`` are replaced by ``sub`` (same K)."""
         out = self.clone()
