@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 DATASETS = ("synthetic-shapes", "shapes3d", "mpi3d-toy", "cars3d", "celeba", "folder")
 
 
@@ -35,7 +37,6 @@ def cmd_train(args) -> int:
     from .presets import PRESETS
     from .train import TrainConfig, fit
 
-    import torch
     out = Path(args.out)
     if args.resume:
         cfg = _run_config(out)
@@ -71,18 +72,18 @@ def cmd_train(args) -> int:
 
 
 def _load_run(run_dir):
-    import torch
+    """The run's latest model and its dataset."""
     from .model import AnchoredDiffusion
     cfg = _run_config(run_dir)
     model = AnchoredDiffusion.load(run_dir)
     ds = make_dataset(cfg["dataset"]["name"], cfg["dataset"]["image_size"], cfg["dataset"].get("data_dir"))
-    return model, ds, torch
+    return model, ds
 
 
 def cmd_sample(args) -> int:
     from .train import get_batch
     from .viz import save_grid
-    model, ds, torch = _load_run(args.run_dir)
+    model, ds = _load_run(args.run_dir)
     g = torch.Generator().manual_seed(args.seed)
     x = get_batch(ds, torch.randint(0, len(ds), (args.n,), generator=g))
     imgs = model.sample(model.encode(x), steps=args.steps, generator=g)
@@ -92,9 +93,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_interchange(args) -> int:
-    from .train import get_batch
     from .viz import save_grid
-    model, ds, torch = _load_run(args.run_dir)
+    model, ds = _load_run(args.run_dir)
     rows = interchange_grid(model, ds, args.n, args.steps, args.seed)
     save_grid(rows, args.n, args.out)
     print(f"wrote {args.out} (rows: source, target, then source with unit u swapped from target, u = 0..)")
@@ -102,7 +102,7 @@ def cmd_interchange(args) -> int:
 
 
 def interchange_grid(model, ds, n: int, steps: int, seed: int):
-    import torch
+    """Rows: ``n`` sources, ``n`` targets, then the sources with unit ``u`` swapped in from the targets."""
     from .train import get_batch
     g = torch.Generator().manual_seed(seed)
     src = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))

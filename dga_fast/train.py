@@ -100,7 +100,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     """Train ``model`` (an ``AnchoredDiffusion``) on ``dataset`` (indexable, ``len() > 0``, items are
     images ``[C, H, W]`` in ``[0, 1]`` or ``(image, ...)`` tuples). With ``out_dir``, writes
     ``config.json``, ``log.jsonl`` and ``checkpoints/step_XXXXXXX/``; ``resume=True`` continues from the
-    latest checkpoint there. ``run_info`` entries (e.g. the dataset) are added to ``config.json``. Returns ``{"losses": [...], "refit_steps": [...], "step": last step}``."""
+    latest checkpoint there. ``run_info`` entries (e.g. the dataset) are added to ``config.json``.
+    Returns ``{"losses": [(step, loss), ...], "refit_steps": [...], "step": last step}``."""
     cfg = TrainConfig(**{**(asdict(config) if config else {}), **overrides}).validate()
     n = len(dataset)
     if n == 0:

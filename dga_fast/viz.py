@@ -92,7 +92,8 @@ def image_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
     grid = torch.ones(3, rows * (H + pad) + pad, nrow * (W + pad) + pad)
     for i in range(N):
         r, c = divmod(i, nrow)
-        grid[:, pad + r * (H + pad): pad + r * (H + pad) + H, pad + c * (W + pad): pad + c * (W + pad) + W] = imgs[i, :3]
+        y0, x0 = pad + r * (H + pad), pad + c * (W + pad)
+        grid[:, y0:y0 + H, x0:x0 + W] = imgs[i, :3]
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 

@@ -115,7 +115,8 @@ class Shapes3D(_FactorDataset):
             self._images = self._h5["images"]
             labels = self._h5["labels"][()]
         except (OSError, KeyError) as e:
-            raise ValueError(f"{path} is not a valid 3dshapes.h5 (needs datasets 'images' and 'labels'): {e}")
+            raise ValueError(f"{path} is not a valid 3dshapes.h5 (needs datasets 'images' and 'labels'): "
+                             f"{e}") from None
         if self._images.ndim != 4 or labels.shape != (self._images.shape[0], 6):
             raise ValueError(f"{path}: expected images [N, H, W, 3] and labels [N, 6], got "
                              f"{self._images.shape} and {labels.shape}")
@@ -134,7 +135,8 @@ class MPI3DToy(_FactorDataset):
                     "horizontal_axis", "vertical_axis")
     FULL_SIZES = (6, 6, 2, 3, 3, 40, 40)
     FILE = "mpi3d_toy.npz"
-    WHERE = "Download mpi3d_toy.npz from the MPI3D disentanglement dataset (GitHub rr-learning/disentanglement_dataset)."
+    WHERE = ("Download mpi3d_toy.npz from the MPI3D disentanglement dataset "
+             "(GitHub rr-learning/disentanglement_dataset).")
 
     def __init__(self, data_dir, image_size: int = 64, factor_sizes=None):
         super().__init__(image_size)
