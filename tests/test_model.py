@@ -249,3 +249,25 @@ def test_cli_resume_equals_uninterrupted(tmp_path):
     assert latest_checkpoint(tmp_path / "b").name == "step_0000040"
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5, msg=k)
+
+
+def test_attention_maps_interpolate_representation(shapes16, tmp_path):
+    m = tiny()
+    x = shapes16.get_batch(torch.arange(0, 480_000, 60_000))[0]
+    maps = m.attention_maps(x)
+    assert maps.shape == (8, 4, 16, 16)
+    torch.testing.assert_close(maps.sum(1), torch.ones(8, 16, 16), atol=1e-4, rtol=0)
+    seq = m.interpolate(x[:1], x[1:2], unit=[0, 2], n=3, steps=3, generator=torch.Generator().manual_seed(0))
+    assert seq.shape == (3, 3, 16, 16)
+    r0 = m.representation(x)
+    torch.testing.assert_close(r0, m.latent_units(x))          # before any refit: the scalar units
+    m.refit_anchors(x.repeat(4, 1, 1, 1) + 0.01 * torch.rand(32, 3, 16, 16))
+    r1 = m.representation(x)
+    tok = m.encode(x)
+    torch.testing.assert_close(r1, ((tok - m.pc_mean) * m.pc_dir).sum(-1))
+    torch.testing.assert_close(m.pc_dir.norm(dim=-1), torch.ones(4))
+    # a corrupt config is a clear error, not a crash
+    m.save(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        AnchoredDiffusion.load(tmp_path / "ck")
