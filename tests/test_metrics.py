@@ -1,0 +1,86 @@
+"""Known-answer tests of the disentanglement metrics on an identity 'dataset' (images = factors)."""
+import numpy as np
+import pytest
+import torch
+
+from dga_fast.metrics import factor_vae_score, mig, modularity_explicitness, sap
+
+
+class FactorsAsImages:
+    """A dataset whose 'images' are its factor vectors (as disentanglement_lib's identity test data)."""
+
+    def __init__(self, sizes=(4, 5, 6)):
+        self.factor_sizes = tuple(sizes)
+
+    def sample_factors(self, n, rng):
+        return np.stack([rng.integers(0, s, n) for s in self.factor_sizes], 1)
+
+    def images_from_factors(self, f):
+        return torch.as_tensor(np.asarray(f), dtype=torch.float64)
+
+
+def noisy_identity(scale=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    return lambda x: x.numpy() + scale * rng.standard_normal(x.shape)
+
+
+def random_rep(U=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return lambda x: rng.standard_normal((x.shape[0], U))
+
+
+DS = FactorsAsImages()
+SMALL = dict(num_variance_estimate=2000, num_train=600, num_eval=300)
+
+
+def test_factor_vae_known_answers():
+    good = factor_vae_score(noisy_identity(), DS, **SMALL)
+    assert good["factor_vae"] >= 0.99
+    bad = factor_vae_score(random_rep(), DS, **SMALL)
+    assert bad["factor_vae"] <= 1 / 3 + 0.15
+    again = factor_vae_score(noisy_identity(), DS, **SMALL)
+    assert again == good                                   # fixed seed -> identical scores
+    # a monotone transform of a unit does not change which unit varies least
+    mono = factor_vae_score(lambda x: np.concatenate([x[:, :1].numpy() ** 3 + 2 * x[:, :1].numpy(),
+                                                      x[:, 1:].numpy()], 1), DS, **SMALL)
+    exact = factor_vae_score(lambda x: x.numpy(), DS, **SMALL)
+    assert mono["factor_vae"] == exact["factor_vae"] == 1.0
+    collapsed = factor_vae_score(lambda x: np.concatenate([x.numpy(), np.zeros((len(x), 1))], 1), DS, **SMALL)
+    assert collapsed["active_codes"] == [0, 1, 2] and collapsed["factor_vae"] == 1.0
+    with pytest.raises(TypeError, match="representation function"):
+        factor_vae_score((np.zeros((5, 2)), np.zeros((5, 3))), DS)
+
+
+def test_mig_known_answers_and_mixing():
+    good = mig(noisy_identity(), DS, num_train=4000)
+    assert good["mig"] >= 0.5
+    rand = mig(random_rep(), DS, num_train=4000)
+    assert rand["mig"] < 0.05
+    def mixed(x):   # factors 0 and 2 spread over units 0 and 2
+        x = x.numpy()
+        return np.stack([x[:, 0] + x[:, 2], x[:, 1], x[:, 0] - x[:, 2]], 1)
+    assert mig(mixed, DS, num_train=4000)["mig"] < good["mig"] - 0.2
+    assert mig(noisy_identity(), DS, num_train=4000) == good
+
+
+def test_mig_precomputed_and_single_valued_factor():
+    rng = np.random.default_rng(0)
+    f = np.stack([rng.integers(0, 4, 3000), np.zeros(3000, dtype=int)], 1)    # factor 1 has one value
+    out = mig((f + 0.01 * rng.standard_normal(f.shape), f), num_train=3000)
+    with pytest.raises(ValueError, match="needs 4000 samples"):
+        mig((f, f), num_train=4000)
+    assert out["skipped_factors"] == [1] and out["mig"] > 0.9
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        mig((np.full((10, 2), np.nan), f[:10]))
+
+
+def test_sap_and_modularity_known_answers():
+    s_good = sap(noisy_identity(), DS, num_train=1500, num_test=500)
+    s_rand = sap(random_rep(), DS, num_train=1500, num_test=500)
+    assert s_good["sap"] > 0.3 and s_rand["sap"] < 0.1
+    m_good = modularity_explicitness(noisy_identity(), DS, num_train=1500, num_test=500)
+    m_rand = modularity_explicitness(random_rep(), DS, num_train=1500, num_test=500)
+    assert m_good["modularity"] > 0.9 and m_good["explicitness"] > 0.95
+    assert m_rand["explicitness"] < 0.6
+    with pytest.raises(ValueError, match="needs 15 samples"):
+        sap((np.zeros((5, 2)), np.zeros((5, 3), dtype=int)), num_train=10, num_test=5)
