@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dga_fast.metrics import factor_vae_score, mig, modularity_explicitness, sap
+from dga_fast.metrics import beta_vae_score, factor_vae_score, mig, modularity_explicitness, sap
 
 
 class FactorsAsImages:
@@ -84,3 +84,25 @@ def test_sap_and_modularity_known_answers():
     assert m_rand["explicitness"] < 0.6
     with pytest.raises(ValueError, match="needs 15 samples"):
         sap((np.zeros((5, 2)), np.zeros((5, 3), dtype=int)), num_train=10, num_test=5)
+
+
+def test_beta_vae_known_answers():
+    good = beta_vae_score(noisy_identity(), DS, num_train=300, num_eval=150)
+    rand = beta_vae_score(random_rep(), DS, num_train=300, num_eval=150)
+    assert good["beta_vae"] >= 0.95
+    assert rand["beta_vae"] <= 1 / 3 + 0.15
+    assert beta_vae_score(noisy_identity(), DS, num_train=300, num_eval=150) == good
+
+
+def test_metrics_on_a_model_and_synthetic_shapes():
+    from dga_fast import AnchoredDiffusion
+    from dga_fast.data import SyntheticShapes
+    torch.manual_seed(0)
+    model = AnchoredDiffusion(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2),
+                              num_res_blocks=1, attention_resolutions=(2,), num_heads=2, anchoring=None)
+    ds = SyntheticShapes(16)
+    out = mig(model.representation, ds, num_train=300)
+    assert 0.0 <= out["mig"] <= 1.0 and len(out["per_factor"]) == 6
+    fv = factor_vae_score(model.representation, ds, num_variance_estimate=200, num_train=20, num_eval=10,
+                          batch_size=8)
+    assert 0.0 <= fv["factor_vae"] <= 1.0
