@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dga_fast.metrics import beta_vae_score, factor_vae_score, mig, modularity_explicitness, sap
+from dga_fast.metrics import beta_vae_score, dci, factor_vae_score, mig, modularity_explicitness, sap
 
 
 class FactorsAsImages:
@@ -106,3 +106,23 @@ def test_metrics_on_a_model_and_synthetic_shapes():
     fv = factor_vae_score(model.representation, ds, num_variance_estimate=200, num_train=20, num_eval=10,
                           batch_size=8)
     assert 0.0 <= fv["factor_vae"] <= 1.0
+
+
+def _mixed(x):   # factors 0 and 2 spread over units 0 and 2
+    x = x.numpy()
+    return np.stack([x[:, 0] + x[:, 2], x[:, 1], x[:, 0] - x[:, 2]], 1)
+
+
+def test_dci_known_answers_and_agreement_with_classic_boosting():
+    kw = dict(num_train=2000, num_test=1000)
+    good = dci(noisy_identity(), DS, **kw)
+    assert good["disentanglement"] >= 0.9 and good["completeness"] >= 0.9 and good["informativeness_test"] > 0.95
+    rand = dci(random_rep(), DS, **kw)
+    assert rand["disentanglement"] <= 0.1
+    mixed = dci(_mixed, DS, **kw)
+    assert mixed["disentanglement"] < good["disentanglement"] - 0.2
+    for rep, fast in ((noisy_identity(), good), (_mixed, mixed)):
+        classic = dci(rep if rep is _mixed else noisy_identity(), DS, backend="classic", **kw)
+        assert abs(classic["disentanglement"] - fast["disentanglement"]) <= 0.03
+        assert abs(classic["completeness"] - fast["completeness"]) <= 0.03
+    assert dci(noisy_identity(), DS, **kw)["importance_matrix"] == good["importance_matrix"]

@@ -3,12 +3,13 @@
 Every metric takes a representation — a function images → ``[B, U]`` together with a dataset that provides
 ``sample_factors(n, rng)`` and ``images_from_factors(f)``, or (except FactorVAE) precomputed
 ``(reps [N, U], factors [N, F])`` arrays — and a seed; sample counts default to DESIGN §7.
-DCI and TAD follow with the rest of the evaluation issue.
+TAD follows with the rest of the evaluation issue.
 """
 from .beta_vae import beta_vae_score
+from .dci import dci
 from .factor_vae import factor_vae_score
 from .mig import mig
 from .modularity import modularity_explicitness
 from .sap import sap
 
-__all__ = ["beta_vae_score", "factor_vae_score", "mig", "modularity_explicitness", "sap"]
+__all__ = ["beta_vae_score", "dci", "factor_vae_score", "mig", "modularity_explicitness", "sap"]
