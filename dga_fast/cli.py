@@ -1,4 +1,5 @@
-"""Command line: ``python -m dga_fast {demo,train,sample,interchange}`` (also the ``dga-fast`` script)."""
+"""Command line: ``python -m dga_fast {demo,anchors-demo,train,sample,interchange,evaluate}`` (also the
+``dga-fast`` script)."""
 from __future__ import annotations
 
 import argparse
@@ -101,6 +102,16 @@ def cmd_interchange(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_run
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    out = evaluate_run(args.run_dir, names, args.samples, args.seed, progress=not args.no_progress)
+    for k, v in out["scores"].items():
+        print(f"{k:<22} {v:.4f}")
+    print(f"wrote {Path(args.run_dir) / 'metrics.json'} and {', '.join(out['plots'])}")
+    return 0
+
+
 def interchange_grid(model, ds, n: int, steps: int, seed: int):
     """Rows: ``n`` sources, ``n`` targets, then the sources with unit ``u`` swapped in from the targets."""
     from .train import get_batch
@@ -151,6 +162,14 @@ def main(argv=None) -> int:
         s.add_argument("--n", type=int, default=6)
         s.add_argument("--steps", type=int, default=50)
         s.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("evaluate", help="disentanglement metrics of a run: metrics.json and plots")
+    e.add_argument("run_dir")
+    e.add_argument("--metrics", default="mig,dci,sap,modularity,factor_vae,beta_vae",
+                   help="comma-separated subset of mig,dci,sap,modularity,factor_vae,beta_vae")
+    e.add_argument("--samples", type=int, default=None,
+                   help="train sample count of every metric (default: DESIGN's 10k; smaller is faster)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.cmd == "train" and args.resume and any(
             getattr(args, k) is not None for k in ("image_size", "skip_dropout", "batch_size")):
@@ -183,7 +202,8 @@ def main(argv=None) -> int:
         print(f"wrote {args.out}/: {', '.join(s['files'])} and the checkpoint {s['checkpoint']}")
         return 0
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange}[args.cmd](args)
+        return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange,
+                "evaluate": cmd_evaluate}[args.cmd](args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)
         return 2

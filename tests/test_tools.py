@@ -71,3 +71,27 @@ def test_cli_anchors_demo_and_errors(tmp_path):
                            "--image-size", "20", "--no-progress"], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
     assert proc.returncode == 2 and "image_size" in proc.stderr
+
+
+def test_evaluate_run_writes_metrics_and_plots(tmp_path):
+    from dga_fast import AnchoredDiffusion
+    from dga_fast.data import SyntheticShapes
+    from dga_fast.train import fit
+    torch.manual_seed(0)
+    model = AnchoredDiffusion(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2),
+                              num_res_blocks=1, attention_resolutions=(2,), num_heads=2,
+                              anchoring=dict(init_components=3, min_cluster_size=4))
+    fit(model, SyntheticShapes(16), tmp_path, steps=4, batch_size=8, refit_warmup=2, refit_every=2,
+        refit_samples=64, progress=False,
+        run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": 16}})
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--samples", "200",
+                           "--no-progress"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae", "beta_vae"} <= set(m["scores"])
+    assert all(0.0 <= v <= 1.0 for k, v in m["scores"].items() if k != "explicitness")
+    for p in ("dci_importance.png", "mutual_information.png", "anchors_eval.png"):
+        assert (tmp_path / p).stat().st_size > 1000
+    bad = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--metrics", "nope"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "unknown metric" in bad.stderr

@@ -1,0 +1,111 @@
+"""``python -m dga_fast evaluate RUN_DIR``: disentanglement metrics of a trained run, ``metrics.json`` and
+plots (DCI importance matrix, mutual-information heatmap, latent-unit scatter with the Gaussian regions)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae")
+
+
+def _heatmap(matrix, xlabels, ylabels, title, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import save_figure
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * m.shape[1], 1 + 0.35 * m.shape[0]), dpi=100)
+    im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(m.shape[1]), xlabels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(m.shape[0]), ylabels, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax)
+    return save_figure(fig, path)
+
+
+def evaluate_run(run_dir, metrics=METRICS, samples: int | None = None, seed: int = 0, dataset=None,
+                 progress: bool = True) -> dict:
+    """Compute ``metrics`` for the latest checkpoint of ``run_dir`` on its dataset (or ``dataset``) and
+    write ``metrics.json`` and the plots into ``run_dir``. ``samples`` scales every sample count down (the
+    train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults."""
+    from . import metrics as M
+    from .cli import _load_run
+    from .viz import plot_anchors
+
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
+    if samples is not None and samples < 20:
+        raise ValueError(f"samples must be >= 20, got {samples}")
+    run_dir = Path(run_dir)
+    model, ds = _load_run(run_dir)
+    ds = dataset if dataset is not None else ds
+    if not hasattr(ds, "images_from_factors"):
+        raise ValueError(f"the run's dataset {type(ds).__name__} has no ground-truth factors to evaluate against")
+    model.eval()
+
+    def rep(images):
+        return model.representation(images.to(model.device))
+
+    n = samples
+    kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
+    calls = {
+        "mig": lambda: M.mig(rep, ds, seed=seed, **({} if n is None else {"num_train": n})),
+        "dci": lambda: M.dci(rep, ds, seed=seed, **kw),
+        "sap": lambda: M.sap(rep, ds, seed=seed, **kw),
+        "modularity": lambda: M.modularity_explicitness(rep, ds, seed=seed, **kw),
+        "factor_vae": lambda: M.factor_vae_score(
+            rep, ds, seed=seed, **({} if n is None else {"num_variance_estimate": n, "num_train": max(n // 10, 5),
+                                                          "num_eval": max(n // 20, 5)})),
+        "beta_vae": lambda: M.beta_vae_score(
+            rep, ds, seed=seed, **({} if n is None else {"num_train": max(n // 10, 5), "num_eval": max(n // 20, 5)})),
+    }
+    results, seconds = {}, {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(metrics), desc="evaluate")
+    for name in metrics:
+        if bar is not None:
+            bar.set_postfix_str(name)
+        t = time.perf_counter()
+        results[name] = calls[name]()
+        seconds[name] = round(time.perf_counter() - t, 2)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    U = model.config["num_units"]
+    factor_names = list(getattr(ds, "factor_names", [f"factor {i}" for i in range(len(ds.factor_sizes))]))
+    units = [f"unit {u}" for u in range(U)]
+    plots = []
+    if "dci" in results:
+        plots.append(_heatmap(results["dci"]["importance_matrix"], factor_names, units,
+                              "DCI importance (unit x factor)", run_dir / "dci_importance.png").name)
+    if "mig" in results:
+        plots.append(_heatmap(results["mig"]["mutual_information"], factor_names, units,
+                              "mutual information (nats)", run_dir / "mutual_information.png").name)
+    if model.anchoring is not None and model.anchoring.fitted:
+        f = ds.sample_factors(min(1024, n or 1024), np.random.default_rng(seed))
+        tokens = model.collect_tokens(ds.images_from_factors(f))
+        plot_anchors(model.anchoring, tokens, range(min(4, U)), run_dir / "anchors_eval.png")
+        plots.append("anchors_eval.png")
+    headline = {
+        "mig": results.get("mig", {}).get("mig"),
+        "dci_disentanglement": results.get("dci", {}).get("disentanglement"),
+        "dci_completeness": results.get("dci", {}).get("completeness"),
+        "dci_informativeness": results.get("dci", {}).get("informativeness_test"),
+        "sap": results.get("sap", {}).get("sap"),
+        "modularity": results.get("modularity", {}).get("modularity"),
+        "explicitness": results.get("modularity", {}).get("explicitness"),
+        "factor_vae": results.get("factor_vae", {}).get("factor_vae"),
+        "beta_vae": results.get("beta_vae", {}).get("beta_vae"),
+    }
+    out = {"scores": {k: v for k, v in headline.items() if v is not None}, "seconds": seconds,
+           "samples": samples, "seed": seed, "details": results, "plots": plots}
+    (run_dir / "metrics.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
