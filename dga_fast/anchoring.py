@@ -11,7 +11,7 @@ from . import ops
 from ._validation import (check_choice, check_float_tensor, check_not_constant, check_positive_float,
                           check_positive_int)
 from .mixture import (D_SELECT, MODELS, MixtureState, MStepConfig, default_d_max, fit_em,
-                      init_state, initial_partition, merge_components)
+                      init_state, initial_partition, merge_components, responsibilities)
 
 _STATE_FIELDS = ("means", "components", "eigvals", "noise", "log_weights", "dims", "active")
 
@@ -175,7 +175,7 @@ class DynamicGaussianAnchoring(nn.Module):
             info["n_split"] += n_split.cpu()
             res = em(state.resize(state.used_slots()), xs)
             timer.done("split+em")
-        mass = res.log_resp.clamp_min(-80.0).exp().sum(1) * (N / S)        # [U, K] in tokens of x
+        mass = responsibilities(res.log_resp).sum(1) * (N / S)              # [U, K] in tokens of x
         state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
         state = state.resize(state.used_slots())
         timer.done("filter")
@@ -186,7 +186,7 @@ class DynamicGaussianAnchoring(nn.Module):
             state = state.resize(state.used_slots())
             timer.done("merge")
         res = em(state, x)
-        mass = res.log_resp.clamp_min(-80.0).exp().sum(1)
+        mass = responsibilities(res.log_resp).sum(1)
         state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
         timer.done("final em")
         timer.close()

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STEP_RE = re.compile(r"^step_(\d+)$")
+FORMAT = "dga_fast/1"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,15 +118,19 @@ def resolve_checkpoint(path) -> Path:
     return latest
 
 
+def model_config(model) -> dict:
+    """The ``config.json`` of a checkpoint: format tag and the model's constructor arguments."""
+    return {"format": FORMAT, "model": model.config}
+
+
 def save_model(model, directory) -> Path:
-    return write_checkpoint(directory, {"model": model.state_dict()},
-                            {"config": {"format": "dga_fast/1", "model": model.config}})
+    return write_checkpoint(directory, {"model": model.state_dict()}, {"config": model_config(model)})
 
 
 def load_model(cls, path, map_location="cpu"):
     ck = resolve_checkpoint(path)
     cfg = read_json(ck / CONFIG_NAME)
-    if cfg.get("format") != "dga_fast/1" or "model" not in cfg:
+    if cfg.get("format") != FORMAT or "model" not in cfg:
         raise ValueError(f"{ck / CONFIG_NAME} is not a dga_fast checkpoint config")
     model = cls(**cfg["model"])
     state = read_tensors(ck / WEIGHTS_NAME)

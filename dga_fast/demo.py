@@ -44,7 +44,7 @@ def run_anchor_demo(out="runs/anchors-demo", units: int = 20, tokens: int = 10_0
     plots = []
     for u in picks:
         p = out / f"unit_{u:02d}.png"
-        plot_anchors(dyga, data.tokens, [u], p,
+        plot_anchors(dyga, data.tokens, [u], p, assign=assign,
                      titles=[f"unit {u}: {int(data.levels[u])} true levels, {int(dyga.n_components[u])} "
                              f"Gaussians, ARI {ari[u]:.3f}"])
         plots.append(p.name)

@@ -199,13 +199,15 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
     def _n_parameters(self) -> float:
         return float(n_free_params(self._state_n, self.model)[0])
 
+    def _bic_of(self, loglik: torch.Tensor) -> torch.Tensor:  # [1]
+        return _bic(loglik.sum().reshape(1), self._state_n, self.model, loglik.numel())
+
     def bic(self, X):
         """``2·LL − m·log N`` (larger is better, HDclassif convention)."""
         _, loglik, _ = self._estep(X)
-        return float(_bic(loglik.sum().reshape(1), self._state_n, self.model, loglik.numel())[0])
+        return float(self._bic_of(loglik)[0])
 
     def icl(self, X):
         """BIC minus twice the classification entropy (larger is better)."""
         log_resp, loglik, _ = self._estep(X)
-        b = _bic(loglik.sum().reshape(1), self._state_n, self.model, loglik.numel())
-        return float(_icl(b, log_resp.unsqueeze(0))[0])
+        return float(_icl(self._bic_of(loglik), log_resp.unsqueeze(0))[0])

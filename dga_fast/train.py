@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import latest_checkpoint, read_json, read_tensors, write_checkpoint
+from .checkpoint import latest_checkpoint, model_config, read_json, read_tensors, write_checkpoint
 from .profiling import nvtx_range
 
 
@@ -203,7 +203,7 @@ def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig,
                "rng": {"torch": torch.get_rng_state()}}
     if ema is not None:
         tensors["ema"] = ema.shadow
-    meta = {"config": {"format": "dga_fast/1", "model": model.config},
+    meta = {"config": model_config(model),
             "train_state": {"step": step, "train": asdict(cfg), "optimizer": opt_m,
                             "refit_steps": history["refit_steps"], "losses": history["losses"]}}
     return write_checkpoint(out / "checkpoints" / f"step_{step:07d}", tensors, meta)

@@ -60,8 +60,9 @@ def save_figure(fig, path) -> Path:
     return path
 
 
-def plot_anchors(dyga, tokens: torch.Tensor, units, path, titles=None) -> Path:
-    """One panel per unit in ``units``: the tokens ``[N, U, D]`` and the unit's Gaussians of ``dyga``."""
+def plot_anchors(dyga, tokens: torch.Tensor, units, path, titles=None, assign=None) -> Path:
+    """One panel per unit in ``units``: the tokens ``[N, U, D]`` and the unit's Gaussians of ``dyga``
+    (``assign [N, U]``: the tokens' components, when the caller already has them)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -70,7 +71,7 @@ def plot_anchors(dyga, tokens: torch.Tensor, units, path, titles=None) -> Path:
     cols = min(4, len(units))
     rows = (len(units) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), dpi=100, squeeze=False)
-    assign = dyga.assign(tokens)                                              # [N, U]
+    assign = dyga.assign(tokens) if assign is None else assign                # [N, U]
     cov = dyga.state.covariances() * (dyga.norm_scale ** 2)[:, None, None, None]
     for i, u in enumerate(units):
         act = dyga.active[u]
