@@ -3,20 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from dga_fast.metrics import beta_vae_score, dci, factor_vae_score, mig, modularity_explicitness, sap
-
-
-class FactorsAsImages:
-    """A dataset whose 'images' are its factor vectors (as disentanglement_lib's identity test data)."""
-
-    def __init__(self, sizes=(4, 5, 6)):
-        self.factor_sizes = tuple(sizes)
-
-    def sample_factors(self, n, rng):
-        return np.stack([rng.integers(0, s, n) for s in self.factor_sizes], 1)
-
-    def images_from_factors(self, f):
-        return torch.as_tensor(np.asarray(f), dtype=torch.float64)
+from dga_fast.data import FactorsAsImages
+from dga_fast.metrics import beta_vae_score, dci, factor_vae_score, mig, modularity_explicitness, sap, tad
 
 
 def noisy_identity(scale=0.05, seed=0):
@@ -126,3 +114,79 @@ def test_dci_known_answers_and_agreement_with_classic_boosting():
         assert abs(classic["disentanglement"] - fast["disentanglement"]) <= 0.03
         assert abs(classic["completeness"] - fast["completeness"]) <= 0.03
     assert dci(noisy_identity(), DS, **kw)["importance_matrix"] == good["importance_matrix"]
+
+
+def test_mig_monotone_transform():
+    rng = np.random.default_rng(3)
+    f = DS.sample_factors(3000, rng)
+    reps = f + 0.05 * rng.standard_normal(f.shape)
+    warped = reps.copy()
+    warped[:, 1] = np.exp(2.0 * warped[:, 1]) + warped[:, 1] ** 3            # strictly increasing
+    affine = reps * np.array([3.0, 0.5, 1.0]) + np.array([-2.0, 7.0, 0.0])    # positive affine per unit
+    for disc in ("histogram", "quantile"):
+        base = mig((reps, f), num_train=3000, discretizer=disc)
+        assert mig((affine, f), num_train=3000, discretizer=disc)["mig"] == pytest.approx(base["mig"], abs=1e-12)
+    # equal-width bins are not invariant to a non-affine warp; equal-frequency bins are, exactly
+    q = mig((reps, f), num_train=3000, discretizer="quantile")
+    assert mig((warped, f), num_train=3000, discretizer="quantile")["mig"] == pytest.approx(q["mig"], abs=1e-12)
+    with pytest.raises(ValueError, match="discretizer"):
+        mig((reps, f), num_train=3000, discretizer="kmeans")
+
+
+def _attributes(n, A=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2, (n, A)), rng
+
+
+def test_tad_known_answers():
+    a, rng = _attributes(4000)
+    good = tad((a + 0.3 * rng.standard_normal(a.shape), a), num_samples=4000)
+    assert good["num_captured"] == 4 and good["tad"] > 0.4 * 4
+    rand = tad((rng.standard_normal((4000, 4)), a), num_samples=4000)
+    assert rand["num_captured"] == 0 and rand["tad"] < 0.1
+    # two attributes in one code: one of them captured, the other lost
+    mixed = np.stack([a[:, 0] + a[:, 1], a[:, 2], a[:, 3], rng.standard_normal(4000)], 1) + 0.3 * rng.standard_normal(a.shape)
+    m = tad((mixed, a), num_samples=4000)
+    assert m["tad"] < good["tad"] - 0.3 and m["num_captured"] <= 3
+    # a sign flip or increasing warp of a code changes no AUROC
+    good_reps = a + 0.3 * np.random.default_rng(1).standard_normal(a.shape)
+    flipped = np.concatenate([-good_reps[:, :1], np.exp(good_reps[:, 1:2]), good_reps[:, 2:]], 1)
+    assert tad((flipped, a), num_samples=4000)["tad"] == pytest.approx(tad((good_reps, a), num_samples=4000)["tad"])
+    # a duplicated (perfectly correlated) attribute is used once
+    dup = np.concatenate([a, a[:, :1]], 1)
+    assert tad((a + 0.3 * rng.standard_normal(a.shape), dup), num_samples=4000)["attributes_used"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="binary"):
+        tad((a.astype(float), a * 2), num_samples=4000)
+
+
+PRECOMPUTED = {   # metric -> call on precomputed (reps, factors) with small counts
+    "mig": lambda data: mig(data, num_train=600),
+    "dci": lambda data: dci(data, num_train=400, num_test=200),
+    "sap": lambda data: sap(data, num_train=400, num_test=200),
+    "modularity": lambda data: modularity_explicitness(data, num_train=400, num_test=200),
+    "tad": lambda data: tad((data[0], (data[1] > 0).astype(int)), num_samples=600),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRECOMPUTED))
+def test_metric_edge_cases(name):
+    rng = np.random.default_rng(0)
+    f = np.stack([rng.integers(0, 3, 600), np.zeros(600, dtype=int), rng.integers(0, 4, 600)], 1)
+    reps = np.concatenate([f + 0.05 * rng.standard_normal(f.shape), np.full((600, 1), 2.5)], 1)  # unit 3 constant
+    out = PRECOMPUTED[name]((reps, f))                 # one-valued factor 1 and collapsed unit 3
+    scalars = {k: v for k, v in out.items() if isinstance(v, float)}
+    assert scalars and all(np.isfinite(v) for v in scalars.values()), out
+    with pytest.raises(ValueError, match="samples"):   # fewer samples than requested
+        PRECOMPUTED[name]((reps[:100], f[:100]))
+
+
+def test_edge_cases_of_the_rendering_metrics():
+    # a collapsed unit and a factor with one value through FactorVAE and beta-VAE (rendered batches)
+    ds = FactorsAsImages((3, 1, 4))
+    rep = lambda x: np.concatenate([x.numpy(), np.zeros((len(x), 1))], 1)   # unit 3 constant
+    fv = factor_vae_score(rep, ds, num_variance_estimate=500, num_train=60, num_eval=30)
+    assert fv["active_codes"] == [0, 2] and np.isfinite(fv["factor_vae"])
+    bv = beta_vae_score(rep, ds, num_train=60, num_eval=30)
+    assert 0.0 <= bv["beta_vae"] <= 1.0
+    with pytest.raises(ValueError, match="batch_size"):
+        factor_vae_score(rep, ds, batch_size=1)

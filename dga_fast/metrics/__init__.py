@@ -3,7 +3,7 @@
 Every metric takes a representation — a function images → ``[B, U]`` together with a dataset that provides
 ``sample_factors(n, rng)`` and ``images_from_factors(f)``, or (except FactorVAE) precomputed
 ``(reps [N, U], factors [N, F])`` arrays — and a seed; sample counts default to DESIGN §7.
-TAD follows with the rest of the evaluation issue.
+TAD takes binary attributes (CelebA).
 """
 from .beta_vae import beta_vae_score
 from .dci import dci
@@ -11,5 +11,6 @@ from .factor_vae import factor_vae_score
 from .mig import mig
 from .modularity import modularity_explicitness
 from .sap import sap
+from .tad import tad
 
-__all__ = ["beta_vae_score", "dci", "factor_vae_score", "mig", "modularity_explicitness", "sap"]
+__all__ = ["beta_vae_score", "dci", "factor_vae_score", "mig", "modularity_explicitness", "sap", "tad"]

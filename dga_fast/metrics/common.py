@@ -58,9 +58,23 @@ def split(reps: np.ndarray, factors: np.ndarray, n_train: int):
     return reps[:n_train], factors[:n_train], reps[n_train:], factors[n_train:]
 
 
-def discretize(reps: np.ndarray, num_bins: int = 20) -> np.ndarray:
-    """Per code dimension, equal-width histogram bins (as disentanglement_lib's ``_histogram_discretize``)."""
+DISCRETIZERS = ("histogram", "quantile")
+
+
+def discretize(reps: np.ndarray, num_bins: int = 20, method: str = "histogram") -> np.ndarray:
+    """Per code dimension, ``num_bins`` bins. ``"histogram"``: equal-width bins over the code's range, as
+    disentanglement_lib's ``_histogram_discretize`` (invariant to affine maps of a code, not to other
+    monotone ones). ``"quantile"``: equal-frequency bins from the ranks (tied values share a bin), so any
+    strictly increasing transform of a code gives the same bins and the same mutual information."""
+    if method not in DISCRETIZERS:
+        raise ValueError(f"discretizer must be one of {DISCRETIZERS}, got {method!r}")
+    if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive int, got {num_bins!r}")
     out = np.zeros(reps.shape, dtype=np.int64)
+    if method == "quantile":
+        from scipy.stats import rankdata
+        ranks = rankdata(reps, method="min", axis=0) - 1                    # [N, U] in 0..N-1
+        return (ranks * num_bins) // max(len(reps), 1)
     for j in range(reps.shape[1]):
         edges = np.histogram(reps[:, j], num_bins)[1]
         out[:, j] = np.digitize(reps[:, j], edges[:-1])

@@ -7,7 +7,8 @@ from .common import discretize, mutual_info_matrix, sample, split
 
 
 def modularity_explicitness(representation, dataset=None, *, num_train: int = 10_000, num_test: int = 5_000,
-                            num_bins: int = 20, seed: int = 0, batch_size: int = 256) -> dict:
+                            num_bins: int = 20, seed: int = 0, batch_size: int = 256,
+                            discretizer: str = "histogram") -> dict:
     """Modularity: from the ``[U, F]`` mutual information of discretised codes and factors, each code's
     deviation from an ideal code that informs about one factor only,
     ``1 − Σ_f (m_uf − t_uf)² / (θ_u² (F − 1))`` with ``θ_u = max_f m_uf``, averaged over codes.
@@ -22,7 +23,7 @@ def modularity_explicitness(representation, dataset=None, *, num_train: int = 10
     rng = np.random.default_rng(seed)
     reps, factors = sample(representation, dataset, num_train + num_test, rng, batch_size)
     xtr, ytr, xte, yte = split(reps, factors, num_train)
-    m = mutual_info_matrix(discretize(xtr, num_bins), ytr)
+    m = mutual_info_matrix(discretize(xtr, num_bins, discretizer), ytr)
     U, F = m.shape
     theta = m.max(1)
     informative = theta > 0
