@@ -130,8 +130,11 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="train the tiny preset on SyntheticShapes(32) and write the demo files")
     d.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    d.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's 300)")
+    d.add_argument("--steps", type=int, default=None,
+                   help=f"training steps (default: the tiny preset's {PRESETS['tiny']['train']['steps']})")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--eval-samples", type=int, default=1000,
+                   help="samples per metric of the closing evaluation (0 skips it; default 1000)")
     d.add_argument("--no-progress", action="store_true")
     a = sub.add_parser("anchors-demo", help="fit DyGA on synthetic latent-unit tokens and plot a few units")
     a.add_argument("--out", default="runs/anchors-demo", help="output folder (default: runs/anchors-demo)")
@@ -165,7 +168,8 @@ def main(argv=None) -> int:
     e = sub.add_parser("evaluate", help="disentanglement metrics of a run: metrics.json and plots")
     e.add_argument("run_dir")
     e.add_argument("--metrics", default="mig,dci,sap,modularity,factor_vae,beta_vae",
-                   help="comma-separated subset of mig,dci,sap,modularity,factor_vae,beta_vae")
+                   help="comma-separated subset of mig,dci,sap,modularity,factor_vae,beta_vae,tad "
+                        "(tad needs binary attributes, as CelebA's)")
     e.add_argument("--samples", type=int, default=None,
                    help="train sample count of every metric (default: DESIGN's 10k; smaller is faster)")
     e.add_argument("--seed", type=int, default=0)
@@ -192,13 +196,22 @@ def main(argv=None) -> int:
     if args.cmd == "demo":
         if args.steps is not None and args.steps < 1:
             p.error("--steps must be >= 1")
+        if args.eval_samples != 0 and args.eval_samples < 20:
+            p.error("--eval-samples must be 0 (skip) or >= 20")
+        args.eval_samples = args.eval_samples or None
         from .demo import run_training_demo
-        s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress)
+        s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
+                              eval_samples=args.eval_samples)
         print(f"trained the tiny preset for {s['steps']} steps in {s['train_seconds']} s: loss "
               f"{s['loss_first']} -> {s['loss_last']}; DyGA refits at steps {s['refit_steps']}")
         print(f"Gaussians per unit: {s['n_components']}")
         print(f"swapping all units: MSE to target {s['interchange_all_units_mse_to_target']}, "
               f"to source {s['interchange_all_units_mse_to_source']}")
+        if s.get("evaluation"):
+            ev = s["evaluation"]
+            print(f"disentanglement ({ev['samples']} samples per metric, {ev['seconds']} s):")
+            for k, v in ev["scores"].items():
+                print(f"  {k:<22} {v:.4f}")
         print(f"wrote {args.out}/: {', '.join(s['files'])} and the checkpoint {s['checkpoint']}")
         return 0
     try:

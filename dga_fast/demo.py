@@ -88,8 +88,10 @@ def _plot_loss(losses, path):
 
 
 def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, progress: bool = True,
-                      n_images: int = 6, sample_steps: int = 50) -> dict:
-    """Train the tiny preset on SyntheticShapes(32) (CPU, a few minutes) and write the demo artefacts."""
+                      n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000) -> dict:
+    """Train the tiny preset on SyntheticShapes(32) (CPU, a few minutes), write the demo artefacts, and
+    evaluate the run (MIG, DCI, SAP, modularity/explicitness, FactorVAE with ``eval_samples`` samples per
+    metric instead of DESIGN §7's 10k, to keep the demo short; None skips the evaluation)."""
     from .cli import interchange_grid
     from .data import SyntheticShapes
     from .model import AnchoredDiffusion
@@ -130,6 +132,13 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     _plot_loss(hist["losses"], out / "loss.png")
     losses = [v for _, v in hist["losses"]]
     k = max(1, min(20, len(losses) // 5))
+    evaluation = None
+    if eval_samples is not None:
+        from .evaluate import evaluate_run
+        ev = evaluate_run(out, ("mig", "dci", "sap", "modularity", "factor_vae"), eval_samples, seed,
+                          progress=progress)
+        evaluation = {"scores": ev["scores"], "samples": eval_samples,
+                      "seconds": round(sum(ev["seconds"].values()), 1)}
     summary = {
         "preset": "tiny", "dataset": "SyntheticShapes(32)", "steps": hist["step"],
         "train_seconds": round(train_s, 1),
@@ -139,7 +148,9 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
         "interchange_all_units_mse_to_target": round(mse_tgt, 5),
         "interchange_all_units_mse_to_source": round(mse_src, 5),
         "checkpoint": str(sorted((out / "checkpoints").glob("step_*"))[-1]),
-        "files": [f for f in ("samples.png", "interchange.png", "anchors.png", "loss.png")
+        "evaluation": evaluation,
+        "files": [f for f in ("samples.png", "interchange.png", "anchors.png", "loss.png", "metrics.json",
+                              "dci_importance.png", "mutual_information.png", "anchors_eval.png")
                   if (out / f).exists()] + ["summary.json"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

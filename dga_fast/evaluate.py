@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae")
+METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "tad")
+# what `evaluate` computes unless told otherwise (TAD only applies to binary attributes, as CelebA's)
+DEFAULT_METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae")
 
 
 def _heatmap(matrix, xlabels, ylabels, title, path):
@@ -27,7 +29,7 @@ def _heatmap(matrix, xlabels, ylabels, title, path):
     return save_figure(fig, path)
 
 
-def evaluate_run(run_dir, metrics=METRICS, samples: int | None = None, seed: int = 0, dataset=None,
+def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, seed: int = 0, dataset=None,
                  progress: bool = True) -> dict:
     """Compute ``metrics`` for the latest checkpoint of ``run_dir`` on its dataset (or ``dataset``) and
     write ``metrics.json`` and the plots into ``run_dir``. ``samples`` scales every sample count down (the
@@ -63,6 +65,7 @@ def evaluate_run(run_dir, metrics=METRICS, samples: int | None = None, seed: int
                                                           "num_eval": max(n // 20, 5)})),
         "beta_vae": lambda: M.beta_vae_score(
             rep, ds, seed=seed, **({} if n is None else {"num_train": max(n // 10, 5), "num_eval": max(n // 20, 5)})),
+        "tad": lambda: M.tad(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
     }
     results, seconds = {}, {}
     bar = None
@@ -104,6 +107,7 @@ def evaluate_run(run_dir, metrics=METRICS, samples: int | None = None, seed: int
         "explicitness": results.get("modularity", {}).get("explicitness"),
         "factor_vae": results.get("factor_vae", {}).get("factor_vae"),
         "beta_vae": results.get("beta_vae", {}).get("beta_vae"),
+        "tad": results.get("tad", {}).get("tad"),
     }
     out = {"scores": {k: v for k, v in headline.items() if v is not None}, "seconds": seconds,
            "samples": samples, "seed": seed, "details": results, "plots": plots}

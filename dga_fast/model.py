@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _rng
 from ._validation import check_float_tensor
 from .anchoring import DynamicGaussianAnchoring
 from .nn import DiffusionSchedule, FeatureExtractor, UNet
@@ -108,8 +109,8 @@ class AnchoredDiffusion(nn.Module):
         with nvtx_range("anchor"):
             cond = self.condition(tokens)
         B = x0.shape[0]
-        t = torch.randint(0, self.schedule.timesteps, (B,), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        t = _rng.randint(self.schedule.timesteps, (B,), generator, x0.device)
+        noise = _rng.randn(x0.shape, generator, x0.device, x0.dtype)
         with nvtx_range("unet"):
             eps = self.unet(self.schedule.q_sample(x0, t, noise), t, cond)
         return F.l1_loss(eps, noise) if self.config["loss"] == "l1" else F.mse_loss(eps, noise)
@@ -164,7 +165,7 @@ class AnchoredDiffusion(nn.Module):
         c, s = self.config["in_channels"], self.config["image_size"]
         shape = (tokens.shape[0], c, s, s)
         if noise is None:
-            noise = torch.randn(shape, generator=generator, device=self.device)
+            noise = _rng.randn(shape, generator, self.device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         was = self.training
@@ -209,7 +210,7 @@ class AnchoredDiffusion(nn.Module):
         w = torch.linspace(0, 1, n, device=self.device).view(n, 1, 1)
         tok = ta.repeat(n, 1, 1)
         tok[:, units] = (1 - w) * ta[:, units] + w * tb[:, units]
-        noise = torch.randn((1,) + tuple(a.shape[1:]), generator=generator, device=self.device).repeat(n, 1, 1, 1)
+        noise = _rng.randn((1,) + tuple(a.shape[1:]), generator, self.device).repeat(n, 1, 1, 1)
         return self.sample(tok, steps, noise=noise)
 
     @torch.no_grad()

@@ -145,7 +145,8 @@ def test_tad_known_answers():
     rand = tad((rng.standard_normal((4000, 4)), a), num_samples=4000)
     assert rand["num_captured"] == 0 and rand["tad"] < 0.1
     # two attributes in one code: one of them captured, the other lost
-    mixed = np.stack([a[:, 0] + a[:, 1], a[:, 2], a[:, 3], rng.standard_normal(4000)], 1) + 0.3 * rng.standard_normal(a.shape)
+    mixed = np.stack([a[:, 0] + a[:, 1], a[:, 2], a[:, 3], rng.standard_normal(4000)], 1)
+    mixed = mixed + 0.3 * rng.standard_normal(a.shape)
     m = tad((mixed, a), num_samples=4000)
     assert m["tad"] < good["tad"] - 0.3 and m["num_captured"] <= 3
     # a sign flip or increasing warp of a code changes no AUROC
@@ -183,7 +184,8 @@ def test_metric_edge_cases(name):
 def test_edge_cases_of_the_rendering_metrics():
     # a collapsed unit and a factor with one value through FactorVAE and beta-VAE (rendered batches)
     ds = FactorsAsImages((3, 1, 4))
-    rep = lambda x: np.concatenate([x.numpy(), np.zeros((len(x), 1))], 1)   # unit 3 constant
+    def rep(x):   # unit 3 constant
+        return np.concatenate([x.numpy(), np.zeros((len(x), 1))], 1)
     fv = factor_vae_score(rep, ds, num_variance_estimate=500, num_train=60, num_eval=30)
     assert fv["active_codes"] == [0, 2] and np.isfinite(fv["factor_vae"])
     bv = beta_vae_score(rep, ds, num_train=60, num_eval=30)

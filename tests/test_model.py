@@ -113,7 +113,7 @@ def test_training_lowers_loss_and_refits_on_schedule(tmp_path, shapes16):
     m = tiny()
     h = fit(m, shapes16, tmp_path / "run", steps=40, **{**TRAIN, "refit_every": 15, "refit_warmup": 10})
     assert h["refit_steps"] == [10, 25, 40]
-    losses = [l for _, l in h["losses"]]
+    losses = [v for _, v in h["losses"]]
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.85 * first, (first, last)
     assert m.anchoring.fitted and int(m.anchoring.n_refits) == 3

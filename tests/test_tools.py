@@ -49,8 +49,10 @@ def test_backend_variable(monkeypatch):
 
 
 def test_training_demo_short(tmp_path):
-    s = run_training_demo(tmp_path, steps=2, progress=False, n_images=2, sample_steps=2)
+    s = run_training_demo(tmp_path, steps=2, progress=False, n_images=2, sample_steps=2, eval_samples=40)
     assert s["steps"] == 2
+    assert set(s["evaluation"]["scores"]) >= {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae"}
+    assert all(0.0 <= v <= 1.0 for v in s["evaluation"]["scores"].values())
     for f in s["files"]:
         assert (tmp_path / f).stat().st_size > 100
     assert {"samples.png", "interchange.png", "loss.png", "summary.json"} <= set(s["files"])

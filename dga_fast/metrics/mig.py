@@ -9,9 +9,9 @@ from .common import discretize, factor_entropy, mutual_info_matrix, sample
 def mig(representation, dataset=None, *, num_train: int = 10_000, num_bins: int = 20, seed: int = 0,
         batch_size: int = 256, discretizer: str = "histogram") -> dict:
     """Sample ``num_train`` (representation, factor) pairs, discretise every code dimension into
-    ``num_bins`` bins (``discretizer="histogram"``: equal-width, as disentanglement_lib; ``"quantile"``:
-    equal-frequency, exactly invariant to increasing transforms of a code), compute the mutual information of every (code, factor) pair and, per
-    factor, the gap between its two most informative codes divided by the factor's entropy; MIG is the mean
+    ``num_bins`` bins (``discretizer="histogram"``: equal-width, as disentanglement_lib;
+    ``"quantile"``: equal-frequency, exactly invariant to increasing transforms of a code), compute the
+    mutual information of every (code, factor) pair and, per factor, the gap between its two most informative codes divided by the factor's entropy; MIG is the mean
     over factors. Departures from disentanglement_lib: a factor with a single value (entropy 0, where
     disentanglement_lib divides by zero) is left out of the mean and listed in ``skipped_factors``; with a
     single code dimension the gap is the top mutual information itself."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _rng
+
 
 class DiffusionSchedule(nn.Module):
     """Linear β schedule (``beta_start`` → ``beta_end`` over ``timesteps``), stored as float64 buffers."""
@@ -45,6 +47,6 @@ class DiffusionSchedule(nn.Module):
             dir_coef = (1 - a_prev - sigma ** 2).clamp_min(0).sqrt()
             x = a_prev.sqrt().to(x.dtype) * x0 + dir_coef.to(x.dtype) * eps
             if eta > 0 and i + 1 < len(ts):
-                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                noise = _rng.randn(x.shape, generator, x.device, x.dtype)
                 x = x + sigma.to(x.dtype) * noise
         return x
