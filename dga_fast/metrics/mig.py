@@ -11,10 +11,11 @@ def mig(representation, dataset=None, *, num_train: int = 10_000, num_bins: int 
     """Sample ``num_train`` (representation, factor) pairs, discretise every code dimension into
     ``num_bins`` bins (``discretizer="histogram"``: equal-width, as disentanglement_lib;
     ``"quantile"``: equal-frequency, exactly invariant to increasing transforms of a code), compute the
-    mutual information of every (code, factor) pair and, per factor, the gap between its two most informative codes divided by the factor's entropy; MIG is the mean
-    over factors. Departures from disentanglement_lib: a factor with a single value (entropy 0, where
-    disentanglement_lib divides by zero) is left out of the mean and listed in ``skipped_factors``; with a
-    single code dimension the gap is the top mutual information itself."""
+    mutual information of every (code, factor) pair and, per factor, the gap between its two most
+    informative codes divided by the factor's entropy; MIG is the mean over factors. Departures from
+    disentanglement_lib: a factor with a single value (entropy 0, where disentanglement_lib divides by
+    zero) is left out of the mean and listed in ``skipped_factors``; with a single code dimension the gap
+    is the top mutual information itself."""
     rng = np.random.default_rng(seed)
     reps, factors = sample(representation, dataset, num_train, rng, batch_size)
     m = mutual_info_matrix(discretize(reps, num_bins, discretizer), factors)
