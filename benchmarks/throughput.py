@@ -20,7 +20,10 @@ Families:
   metrics the default disentanglement-metric suite (MIG, SAP, modularity, DCI, FactorVAE; DESIGN §7
          sample counts) on U units × 6 factors; one timed run (target: under 2 minutes on 2 CPU cores).
   estep  the HDDC E-step of a fitted DyGA state (cost ~2·D·(d+1) per sample and component) against a
-         full-covariance E-step (Cholesky solves, ~D² per sample and component), both batched over units.
+         full-covariance E-step (Cholesky solves, ~D² per sample and component), both batched over units;
+         then the fused kernel's shape (G=20, D=32, K=32, d=8; N = 4k / 100k / 1M for small / default /
+         large): reference, torch.compile(reference) (CUDA) and Triton (CUDA), with the fraction of the
+         measured copy bandwidth the kernel achieves (bytes of X read + outputs written).
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ class Case:
     scale: float = 1.0                  # multiply the measured time (extrapolated baselines)
     note: str = ""
     warmup: bool = True                 # False: the checked first call is also the first timed one
+    roofline: tuple | None = None       # (bytes moved, peak bytes/s): report the achieved fraction
 
 
 @dataclass
@@ -100,6 +104,11 @@ def measure(case: Case, repeats: int, device: torch.device) -> Row:
         _sync(device)
         times.append((time.perf_counter() - t0) * case.scale)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    if case.roofline is not None:
+        nbytes, bw = case.roofline
+        med = statistics.median(times)
+        check = {**check, "achieved_TBps": round(nbytes / med / 1e12, 3),
+                 "fraction_of_copy_bandwidth": round(nbytes / med / bw, 3)}
     return Row(case.family, case.provider, case.mode, statistics.median(times), times, peak, check, case.note)
 
 
@@ -170,9 +179,50 @@ def family_refit(args, device) -> list[Case]:
     ]
 
 
+def _triton_ok(device) -> str | None:
+    """None when the Triton rows can run here, else why not."""
+    if device.type != "cuda":
+        return "Triton rows skipped: no CUDA device (the kernels are tested on CPU in Triton's interpreter)"
+    from dga_fast import ops
+    return None if ops.triton_available() else "Triton rows skipped: Triton is not importable"
+
+
+def _copy_bandwidth(device) -> float:
+    """Achieved device-to-device copy bandwidth (bytes read + written per second): the roofline's peak."""
+    a = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+    b = torch.empty_like(a)
+    for _ in range(3):
+        b.copy_(a)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        b.copy_(a)
+    _sync(device)
+    return 2 * a.numel() * 10 / (time.perf_counter() - t0)
+
+
+def _random_state(G, K, D, d, device, seed=0):
+    """A fitted-looking HDDC state: orthonormal subspaces of dimension d, all K slots active."""
+    from dga_fast.mixture import MixtureState
+    g = torch.Generator().manual_seed(seed)
+    st = MixtureState.empty(G, K, D, d)
+    st.components = torch.linalg.qr(torch.randn(G, K, D, D, generator=g))[0][..., :d].contiguous()
+    st.noise = 0.05 + 0.1 * torch.rand(G, K, generator=g)
+    st.eigvals = st.noise.unsqueeze(-1) * (2 + 4 * torch.rand(G, K, d, generator=g))
+    st.dims = torch.full((G, K), d, dtype=torch.int64)
+    st.means = 2 * torch.randn(G, K, D, generator=g)
+    st.active = torch.ones(G, K, dtype=torch.bool)
+    st.log_weights = torch.full((G, K), -math.log(K))
+    return st.to(device=device)
+
+
 def family_estep(args, device) -> list[Case]:
+    """Two parts: (1) a fitted DyGA state of the refit family's tokens, reference vs a full-covariance
+    E-step, with a float64 oracle; (2) the fused kernel's shape of DESIGN §8 (G=20 units, D=32, K=32, d=8;
+    N=1M at --size large) for the reference, torch.compile(reference) and Triton, with the memory roofline."""
     from dga_fast import DynamicGaussianAnchoring, ops
     from dga_fast.data import make_unit_tokens
+    from dga_fast.reference import hddc_estep as ref_estep
 
     sz = SIZES[args.size]
     U, N, D = sz["units"], sz["tokens"], sz["dim"]
@@ -191,7 +241,7 @@ def family_estep(args, device) -> list[Case]:
     logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)              # [U, K]
 
     def run_ref():
-        return ops.hddc_estep(x, st)
+        return ref_estep(x, st)
 
     def full_cov():
         # batched full-covariance E-step: z = x − μ_k materialised per component chunk, triangular solve
@@ -211,10 +261,48 @@ def family_estep(args, device) -> list[Case]:
 
     Kact = int(st.active.sum(1).max())
     note = f"{U} units x {N} tokens x {D} dims, up to {Kact} components, d <= {int(st.dims.max())}"
-    return [
+    cases = [
         Case("estep", "dga_fast-reference", "fwd", run_ref, lambda o: check(o, "hddc"), note=note),
         Case("estep", "full-covariance", "fwd", full_cov, lambda o: check(o, "full"), note=note),
     ]
+
+    # part 2: the kernel's shape
+    NK = {"small": 4096, "default": 100_000, "large": 1_000_000}[args.size]
+    G2, K2, d2 = 20, 32, 8
+    st2 = _random_state(G2, K2, D, d2, device, args.seed)
+    lab = torch.randint(0, K2, (G2, NK), generator=torch.Generator().manual_seed(1)).to(device)
+    x2 = st2.means[torch.arange(G2, device=device).unsqueeze(1), lab] + 0.3 * torch.randn(G2, NK, D, device=device)
+    w2, ib2, c2 = st2.trim_dims().cost_terms()
+    ref_ll = ref_estep(x2[:, :2048], st2)[1]
+    nbytes = x2.numel() * 4 + G2 * NK * (K2 + 1) * 4          # X read + log_resp and loglik written (fp32)
+    note2 = f"G={G2} x N={NK} x D={D}, K={K2}, d={d2}; bytes moved {nbytes / 1e9:.2f} GB"
+
+    def check2(out, name):
+        err = float(((out[1][:, :2048] - ref_ll).abs() / (1 + ref_ll.abs())).max())
+        return {"ok": err < 1e-4, "max_rel_err_vs_reference": err, "what": name}
+
+    cases.append(Case("estep-kernel", "reference", "fwd", lambda: ref_estep(x2, st2),
+                      lambda o: check2(o, "reference"), note=note2))
+    if device.type == "cuda":
+        compiled = torch.compile(lambda xx: ref_estep(xx, st2), dynamic=False)
+        cases.append(Case("estep-kernel", "compiled", "fwd", lambda: compiled(x2),
+                          lambda o: check2(o, "torch.compile(reference)"), note=note2))
+    why = _triton_ok(device)
+    if why:
+        print("  " + why)
+    else:
+        peak = _copy_bandwidth(device)
+
+        def check_tri(out):
+            c = check2(out, "triton")
+            return c
+
+        case = Case("estep-kernel", "triton", "fwd",
+                    lambda: torch.ops.dga_fast.hddc_estep(x2, st2.means, st2.trim_dims().components, w2, ib2, c2),
+                    check_tri, note=note2 + f"; copy bandwidth {peak / 1e12:.2f} TB/s")
+        case.roofline = (nbytes, peak)
+        cases.append(case)
+    return cases
 
 
 def family_metrics(args, device) -> list[Case]:
@@ -261,7 +349,9 @@ def family_metrics(args, device) -> list[Case]:
 FAMILIES = {"refit": family_refit, "estep": family_estep, "metrics": family_metrics}
 # (family, faster provider, baseline provider)
 SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
-            ("estep", "dga_fast-reference", "full-covariance")]
+            ("estep", "dga_fast-reference", "full-covariance"),
+            ("estep-kernel", "triton", "reference"), ("estep-kernel", "triton", "compiled"),
+            ("estep-kernel", "compiled", "reference")]
 
 
 # ---------------------------------------------------------------------------------------------- output

@@ -1,11 +1,16 @@
 """The one place that chooses a backend for every op of dga_fast.
 
-Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``) is the only one built so far; the fused
-Triton kernels and the C++/CUDA extension plug in here behind the same function names. The environment
-variable ``DGA_FAST_BACKEND`` (``auto`` by default, or ``reference``) forces a backend everywhere.
+Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``; the CPU path and the oracle of every
+kernel) and ``triton`` (fused kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops;
+so far the HDDC E-step). ``auto`` (the default) takes Triton for CUDA tensors when Triton is installed and
+the reference otherwise. The environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference`` or
+``triton``) forces a backend everywhere; ``triton`` on CPU tensors runs the kernels in Triton's
+interpreter (set ``TRITON_INTERPRET=1`` before dga_fast is imported; slow, for tests). float64 inputs
+always take the reference: the kernels compute in float32.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -14,7 +19,7 @@ from . import reference
 from ._validation import check_float_tensor
 from .mixture.state import MixtureState
 
-BACKENDS = ("auto", "reference")
+BACKENDS = ("auto", "reference", "triton")
 
 
 def backend() -> str:
@@ -26,8 +31,30 @@ def backend() -> str:
 
 
 def _impl(name: str):
-    backend()  # validates the variable; only the reference exists for now
+    backend()  # validates the variable
     return getattr(reference, name)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """Whether Triton imports and the custom ops register (cached)."""
+    try:
+        from . import custom_ops  # noqa: F401  (registers torch.ops.dga_fast.*)
+        return True
+    except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
+        return False
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    """Dispatch rule of the ops that have a Triton kernel (see the module docstring)."""
+    b = backend()
+    if b == "reference" or x.dtype == torch.float64:
+        return False
+    if b == "triton":
+        if not triton_available():
+            raise RuntimeError("DGA_FAST_BACKEND=triton but Triton (or dga_fast.kernels) cannot be imported")
+        return True
+    return x.is_cuda and triton_available()
 
 
 def hddc_estep(x: torch.Tensor,  # [G, N, D]
@@ -37,6 +64,10 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
     if x.shape[0] != state.G or x.shape[2] != state.D:
         raise ValueError(f"x must have shape [G={state.G}, N, D={state.D}] to match the mixture state, "
                          f"got {tuple(x.shape)}")
+    if _use_triton(x):
+        st = state.trim_dims()
+        w, inv_b, const = st.cost_terms()
+        return torch.ops.dga_fast.hddc_estep(x, st.means, st.components, w, inv_b, const)
     return _impl("hddc_estep")(x, state)
 
 
@@ -49,12 +80,20 @@ def anchor_shift(c: torch.Tensor,      # [B, U, Dc]
 
 def anchor_assign(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
                   scale: torch.Tensor) -> torch.Tensor:
+    """Most responsible component ``[B, U]`` of every token."""
+    if _use_triton(c):
+        return anchor_log_resp(c, state, shift, scale).argmax(-1)
     return _impl("anchor_assign")(c, state, shift, scale)
 
 
 def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
                     scale: torch.Tensor) -> torch.Tensor:
     """Log-responsibilities ``[B, U, K]`` of tokens ``[B, U, Dc]`` under their unit mixtures."""
+    if _use_triton(c):   # the fused E-step on the normalised tokens
+        with torch.no_grad():
+            x = reference.anchor.normalise_tokens(c.detach(), shift, scale).contiguous()
+            log_resp, _ = hddc_estep(x, state)
+        return log_resp.transpose(0, 1)
     return _impl("anchor_log_resp")(c, state, shift, scale)
 
 
