@@ -75,6 +75,13 @@ def anchor_shift(c: torch.Tensor,      # [B, U, Dc]
                  state: MixtureState, shift: torch.Tensor, scale: torch.Tensor,
                  align, align_max: float) -> torch.Tensor:
     """Shift every token toward the mean of its most responsible Gaussian (DESIGN §4)."""
+    if _use_triton(c):
+        st = state.trim_dims()
+        w, inv_b, const = st.cost_terms()
+        adaptive = align == "adaptive"
+        out, _ = torch.ops.dga_fast.anchor_shift(c, shift, scale, st.means, st.components, w, inv_b, const,
+                                                 0.0 if adaptive else float(align), float(align_max), adaptive)
+        return out
     return _impl("anchor_shift")(c, state, shift, scale, align, align_max)
 
 
@@ -115,4 +122,8 @@ def skip_dropout_concat_norm_silu(h: torch.Tensor, skip: torch.Tensor, keep_mask
                                   gn_weight: torch.Tensor, gn_bias: torch.Tensor,
                                   groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder ResBlock input: channel dropout of ``skip``, concat with ``h``, GroupNorm, SiLU."""
+    if _use_triton(h):
+        x_cat, y, _, _ = torch.ops.dga_fast.skip_dropout_concat_norm_silu(
+            h, skip.to(h.dtype), keep_mask, float(p), gn_weight, gn_bias, int(groups))
+        return x_cat, y
     return _impl("skip_dropout_concat_norm_silu")(h, skip, keep_mask, p, gn_weight, gn_bias, groups)

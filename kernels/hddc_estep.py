@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._hddc_cost import component_cost, pow2
+
 
 @triton.jit
 def _hddc_estep_fwd_kernel(
@@ -41,17 +43,7 @@ def _hddc_estep_fwd_kernel(
                   other=0.0).to(tl.float32)                                 # [BLOCK_N, BLOCK_D]
     b_logp = tl.full((BLOCK_N, BLOCK_K), float("-inf"), dtype=tl.float32)
     for k in range(K):
-        gk = g * K + k
-        b_mu = tl.load(p_mu + gk * D + offs_d, mask=m_d, other=0.0)                      # [BLOCK_D]
-        b_q = tl.load(p_q + gk * D * DM + offs_d[:, None] * DM + offs_m[None, :],
-                      mask=m_d[:, None] & m_m[None, :], other=0.0)                      # [BLOCK_D, BLOCK_M]
-        b_w = tl.load(p_w + gk * DM + offs_m, mask=m_m, other=0.0)                       # [BLOCK_M]
-        inv_b = tl.load(p_ib + gk)
-        const = tl.load(p_c + gk)
-        b_z = b_x - b_mu[None, :]                                                        # padded cols: 0
-        sq = tl.sum(b_z * b_z, axis=1)                                                   # [BLOCK_N]
-        b_y = tl.dot(b_z, b_q, input_precision="ieee")                                  # [BLOCK_N, BLOCK_M]
-        cost = sq * inv_b + tl.sum(b_y * b_y * b_w[None, :], axis=1) + const
+        cost = component_cost(b_x, p_mu, p_q, p_w, p_ib, p_c, g * K + k, D, DM, offs_d, offs_m, m_d, m_m)
         b_logp = tl.where(offs_k[None, :] == k, (-0.5 * cost)[:, None], b_logp)
     top = tl.max(b_logp, axis=1)                                                         # finite: >=1 active
     top_safe = tl.where(top == float("-inf"), 0.0, top)
@@ -60,10 +52,6 @@ def _hddc_estep_fwd_kernel(
     tl.store(p_ll + rows, loglik, mask=m_n)
     tl.store(p_lr + rows[:, None] * K + offs_k[None, :], b_logp - loglik[:, None],
              mask=m_n[:, None] & (offs_k[None, :] < K))
-
-
-def _pow2(n: int, lo: int) -> int:
-    return max(lo, triton.next_power_of_2(max(int(n), 1)))
 
 
 def hddc_estep_fwd(x: torch.Tensor,       # [G, N, D] float16/bfloat16/float32
@@ -94,7 +82,7 @@ def hddc_estep_fwd(x: torch.Tensor,       # [G, N, D] float16/bfloat16/float32
     loglik = torch.empty(G, N, dtype=torch.float32, device=x.device)
     if N == 0 or G == 0:
         return log_resp, loglik
-    BLOCK_D, BLOCK_M, BLOCK_K = _pow2(D, 16), _pow2(DM, 16), _pow2(K, 2)
+    BLOCK_D, BLOCK_M, BLOCK_K = pow2(D, 16), pow2(DM, 16), pow2(K, 2)
     BLOCK_N = block_n or (64 if x.is_cuda else max(16, min(256, triton.next_power_of_2(N))))
     grid = (triton.cdiv(N, BLOCK_N), G)
     _hddc_estep_fwd_kernel[grid](x, means, q, w, inv_b, const, log_resp, loglik, N, K, D, DM,
