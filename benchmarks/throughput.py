@@ -17,6 +17,9 @@ Families:
          number of components of every unit (summed over units), and against a per-component Python-loop
          EM with torch.distributions.MultivariateNormal (benchmarks/loop_baseline.py, the published code's
          approach; timed on --loop-units units and scaled to all U, marked "extrapolated").
+  anchor the anchor shift (DyGA's training-time forward) and its backward, modes fwd / bwd / full:
+         reference, torch.compile(reference) (CUDA), Triton (CUDA).
+  skip   skip_dropout_concat_norm_silu forward / backward / both, the same providers.
   metrics the default disentanglement-metric suite (MIG, SAP, modularity, DCI, FactorVAE; DESIGN §7
          sample counts) on U units × 6 factors; one timed run (target: under 2 minutes on 2 CPU cores).
   estep  the HDDC E-step of a fitted DyGA state (cost ~2·D·(d+1) per sample and component) against a
@@ -220,7 +223,7 @@ def family_estep(args, device) -> list[Case]:
     """Two parts: (1) a fitted DyGA state of the refit family's tokens, reference vs a full-covariance
     E-step, with a float64 oracle; (2) the fused kernel's shape of DESIGN §8 (G=20 units, D=32, K=32, d=8;
     N=1M at --size large) for the reference, torch.compile(reference) and Triton, with the memory roofline."""
-    from dga_fast import DynamicGaussianAnchoring, ops
+    from dga_fast import DynamicGaussianAnchoring
     from dga_fast.data import make_unit_tokens
     from dga_fast.reference import hddc_estep as ref_estep
 
@@ -305,6 +308,124 @@ def family_estep(args, device) -> list[Case]:
     return cases
 
 
+def _op_cases(family, fns, inputs, gouts, note, device, tol) -> list[Case]:
+    """Rows (provider × mode) for a differentiable op. ``fns``: provider -> callable(*inputs) returning a
+    tensor or tuple; ``inputs``: tensors, those with ``requires_grad`` get gradients; ``gouts``: upstream
+    gradients of the outputs. Every row is checked against the float64 reference in the same run."""
+    diff = [t for t in inputs if t.requires_grad]
+
+    def outs(o):
+        return o if isinstance(o, tuple) else (o,)
+
+    def grads(f):
+        o = outs(f(*inputs))
+        return torch.autograd.grad(o, diff, gouts[:len(o)])
+
+    ref64_in = [t.detach().double().requires_grad_(t.requires_grad) for t in inputs]
+    ref64_out = outs(fns["reference"](*ref64_in))
+    ref64_g = torch.autograd.grad(ref64_out, [t for t in ref64_in if t.requires_grad],
+                                  [g.double() for g in gouts[:len(ref64_out)]])
+
+    def err(got, want):
+        return max(float(((a.detach().double() - b.detach()).abs() / (tol + b.detach().abs())).max())
+                   for a, b in zip(got, want))
+
+    cases = []
+    for prov, f in fns.items():
+        def fwd(f=f):
+            with torch.no_grad():
+                return outs(f(*inputs))
+
+        def full(f=f):
+            return grads(f)
+
+        held = {}
+
+        def bwd(f=f, held=held):
+            if "o" not in held:
+                held["o"] = outs(f(*inputs))
+            return torch.autograd.grad(held["o"], diff, gouts[:len(held["o"])], retain_graph=True)
+
+        def chk_fwd(o, prov=prov):
+            e = err(o, ref64_out)
+            return {"ok": e < 1.0, "max_err_vs_fp64_in_tol_units": round(e, 4), "tol": tol}
+
+        def chk_grad(o, prov=prov):
+            e = err(o, ref64_g)
+            return {"ok": e < 1.0, "max_err_vs_fp64_in_tol_units": round(e, 4), "tol": tol}
+
+        cases += [Case(family, prov, "fwd", fwd, chk_fwd, note=note),
+                  Case(family, prov, "bwd", bwd, chk_grad, note=note),
+                  Case(family, prov, "full", full, chk_grad, note=note)]
+    return cases
+
+
+def _providers(ref_fn, triton_fn, device) -> dict:
+    fns = {"reference": ref_fn}
+    if device.type == "cuda":
+        fns["compiled"] = torch.compile(ref_fn, dynamic=False)
+    why = _triton_ok(device)
+    if why:
+        print("  " + why)
+    else:
+        fns["triton"] = triton_fn
+    return fns
+
+
+def family_anchor(args, device) -> list[Case]:
+    """Anchor shift (training-time forward of DynamicGaussianAnchoring and its backward): B tokens of
+    U=20 units × Dc=32 against a K=16, d=8 mixture per unit."""
+    from dga_fast import reference
+
+    B = {"small": 512, "default": 8192, "large": 65536}[args.size]
+    U, D, K, d = 20, 32, 16, 8
+    st = _random_state(U, K, D, d, device, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    shift = torch.randn(U, D, generator=g).to(device)
+    scale = (0.5 + torch.rand(U, generator=g)).to(device)
+    lab = torch.randint(0, K, (B, U), generator=g).to(device)
+    c = (st.means[torch.arange(U, device=device).unsqueeze(0), lab] + 0.3 * torch.randn(B, U, D, device=device))
+    c = (c * scale[:, None] + shift).requires_grad_()
+    gout = torch.randn(B, U, D, device=device)
+    s = st.trim_dims()
+    w, ib, cst = s.cost_terms()
+
+    def ref_fn(c):
+        dt = c.dtype
+        return reference.anchor_shift(c, s.to(dtype=dt), shift.to(dt), scale.to(dt), "adaptive", 0.1)
+
+    def tri_fn(c):
+        return torch.ops.dga_fast.anchor_shift(c, shift, scale, s.means, s.components, w, ib, cst, 0.0, 0.1,
+                                               True)[0]
+
+    note = f"B={B} tokens x U={U} units x Dc={D}, K={K}, d={d}, adaptive λ"
+    return _op_cases("anchor_shift", _providers(ref_fn, tri_fn, device), [c], [gout], note, device, 1e-4)
+
+
+def family_skip(args, device) -> list[Case]:
+    """skip_dropout_concat_norm_silu forward/backward: a decoder block input of the U-Net."""
+    from dga_fast import reference
+
+    B, Ch, H = {"small": (4, 16, 8), "default": (16, 64, 32), "large": (64, 128, 32)}[args.size]
+    Cs, groups, p = Ch, 32 if Ch >= 64 else 8, 0.2
+    g = torch.Generator().manual_seed(args.seed)
+    h = torch.randn(B, Ch, H, H, generator=g).to(device).requires_grad_()
+    skip = torch.randn(B, Cs, H, H, generator=g).to(device).requires_grad_()
+    keep = (torch.rand(B, Cs, generator=g) > p).float().to(device)
+    w = (1 + 0.1 * torch.randn(Ch + Cs, generator=g)).to(device).requires_grad_()
+    b = (0.1 * torch.randn(Ch + Cs, generator=g)).to(device).requires_grad_()
+    gouts = [torch.randn(B, Ch + Cs, H, H, device=device) for _ in range(2)]
+
+    def ref_fn(h, skip, w, b):
+        return reference.skip_dropout_concat_norm_silu(h, skip, keep.to(h.dtype), p, w, b, groups)
+
+    def tri_fn(h, skip, w, b):
+        return torch.ops.dga_fast.skip_dropout_concat_norm_silu(h, skip, keep, p, w, b, groups)[:2]
+
+    note = f"h [{B},{Ch},{H},{H}] + skip [{B},{Cs},{H},{H}], {groups} groups, p={p}"
+    return _op_cases("skip_block", _providers(ref_fn, tri_fn, device), [h, skip, w, b], gouts, note, device, 1e-3)
+
+
 def family_metrics(args, device) -> list[Case]:
     """The default disentanglement suite (DESIGN §7 sample counts) on U units × 6 factors, the
     representation a fixed noisy linear map of the factors (so the time is the metrics', not a model's)."""
@@ -346,12 +467,17 @@ def family_metrics(args, device) -> list[Case]:
     return [Case("metrics", "dga_fast-suite", "full", suite, check, repeats=1, note=note, warmup=False)]
 
 
-FAMILIES = {"refit": family_refit, "estep": family_estep, "metrics": family_metrics}
+FAMILIES = {"refit": family_refit, "estep": family_estep, "anchor": family_anchor, "skip": family_skip,
+            "metrics": family_metrics}
 # (family, faster provider, baseline provider)
 SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
             ("estep", "dga_fast-reference", "full-covariance"),
             ("estep-kernel", "triton", "reference"), ("estep-kernel", "triton", "compiled"),
             ("estep-kernel", "compiled", "reference")]
+for _fam in ("anchor_shift", "skip_block"):
+    for _mode in ("fwd", "bwd", "full"):
+        SPEEDUPS += [(_fam, "triton", "reference", _mode), (_fam, "triton", "compiled", _mode),
+                     (_fam, "compiled", "reference", _mode)]
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -407,17 +533,23 @@ def main(argv=None) -> int:
             print(f"  {row.provider:<22} {row.mode:<5} {row.median_s:9.4f} s  [{status}] {metrics}"
                   + (f"  ({row.note})" if row.note else ""), flush=True)
     speedups = []
-    for fam, fast, base in SPEEDUPS:
-        a = next((r for r in rows if r.family == fam and r.provider == fast), None)
-        b = next((r for r in rows if r.family == fam and r.provider == base), None)
+    for fam, fast, base, *mode in SPEEDUPS:
+        mode = mode[0] if mode else None
+
+        def pick(prov):
+            return next((r for r in rows if r.family == fam and r.provider == prov
+                         and (mode is None or r.mode == mode)), None)
+        a, b = pick(fast), pick(base)
         if a is None or b is None:
             continue
+        label = f"{fam}{'/' + mode if mode else ''}"
         if a.check.get("ok") and b.check.get("ok"):
             s = b.median_s / a.median_s
-            speedups.append({"family": fam, "provider": fast, "baseline": base, "speedup": round(s, 2)})
-            print(f"speed-up {fam}: {fast} vs {base}: {s:.1f}x")
+            speedups.append({"family": fam, "mode": mode or a.mode, "provider": fast, "baseline": base,
+                             "speedup": round(s, 2)})
+            print(f"speed-up {label}: {fast} vs {base}: {s:.1f}x")
         else:
-            print(f"speed-up {fam}: {fast} vs {base}: not reported (a correctness check failed)")
+            print(f"speed-up {label}: {fast} vs {base}: not reported (a correctness check failed)")
     out = {
         "device": dev_name, "device_type": device.type, "size": args.size, "sizes": SIZES[args.size],
         "torch": torch.__version__, "triton": _triton_version(), "python": platform.python_version(),

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._hddc_cost import component_cost, pow2
+from ._hddc_cost import component_cost, dot_precision, pow2
 
 EPS = 1e-6
 
@@ -32,6 +32,7 @@ def _anchor_shift_fwd_kernel(
     p_k,       # [B, U]     int32 out: k*
     B, U, K, D, DM, align, align_max, eps,
     ADAPTIVE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0)
     u = tl.program_id(1).to(tl.int64)
@@ -49,8 +50,9 @@ def _anchor_shift_fwd_kernel(
     b_x = tl.where(m_bd, (b_c - b_shift[None, :]) / scale, 0.0)
     best = tl.full((BLOCK_B,), float("inf"), dtype=tl.float32)
     kstar = tl.zeros((BLOCK_B,), dtype=tl.int32)
-    for k in range(K):
-        cost = component_cost(b_x, p_mu, p_q, p_w, p_ib, p_cst, u * K + k, D, DM, offs_d, offs_m, m_d, m_m)
+    for k in tl.static_range(BLOCK_K):                                                   # unrolled, as the E-step
+        cost = component_cost(b_x, p_mu, p_q, p_w, p_ib, p_cst, u * K + k, u * K, D, DM, offs_d, offs_m, m_d, m_m,
+                              tl.full((), k, tl.int32) < K, PRECISION)
         better = cost < best                                                             # first minimum wins
         best = tl.where(better, cost, best)
         kstar = tl.where(better, k, kstar)
@@ -160,7 +162,7 @@ def anchor_shift_fwd(c: torch.Tensor,        # [B, U, D]
     _anchor_shift_fwd_kernel[grid](c, shift, scale, means, q, w, inv_b, const, out, kstar,
                                    B, U, K, D, DM, float(align), float(align_max), EPS,
                                    ADAPTIVE=bool(adaptive), BLOCK_B=BLOCK_B, BLOCK_D=pow2(D, 16),
-                                   BLOCK_M=pow2(DM, 16))
+                                   BLOCK_M=pow2(DM, 16), BLOCK_K=pow2(K, 1), PRECISION=dot_precision(c.is_cuda))
     return out, kstar
 
 

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._hddc_cost import component_cost, pow2
+from ._hddc_cost import component_cost, dot_precision, pow2
 
 
 @triton.jit
@@ -28,6 +28,7 @@ def _hddc_estep_fwd_kernel(
     p_ll,     # [G, N]     fp32 out
     N, K, D, DM,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     g = tl.program_id(1).to(tl.int64)
@@ -42,8 +43,10 @@ def _hddc_estep_fwd_kernel(
     b_x = tl.load(p_x + rows[:, None] * D + offs_d[None, :], mask=m_n[:, None] & m_d[None, :],
                   other=0.0).to(tl.float32)                                 # [BLOCK_N, BLOCK_D]
     b_logp = tl.full((BLOCK_N, BLOCK_K), float("-inf"), dtype=tl.float32)
-    for k in range(K):
-        cost = component_cost(b_x, p_mu, p_q, p_w, p_ib, p_c, g * K + k, D, DM, offs_d, offs_m, m_d, m_m)
+    # unrolled over the padded slots: with a compile-time k the column select folds to register moves
+    for k in tl.static_range(BLOCK_K):
+        cost = component_cost(b_x, p_mu, p_q, p_w, p_ib, p_c, g * K + k, g * K, D, DM, offs_d, offs_m, m_d, m_m,
+                              tl.full((), k, tl.int32) < K, PRECISION)
         b_logp = tl.where(offs_k[None, :] == k, (-0.5 * cost)[:, None], b_logp)
     top = tl.max(b_logp, axis=1)                                                         # finite: >=1 active
     top_safe = tl.where(top == float("-inf"), 0.0, top)
@@ -60,7 +63,8 @@ def hddc_estep_fwd(x: torch.Tensor,       # [G, N, D] float16/bfloat16/float32
                    w: torch.Tensor,       # [G, K, DM]
                    inv_b: torch.Tensor,   # [G, K]
                    const: torch.Tensor,   # [G, K]
-                   block_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   block_n: int | None = None, precision: str | None = None,
+                   num_warps: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the fused E-step: validate, allocate, grid ``(ceil(N / BLOCK_N), G)``. Returns
     ``log_resp [G, N, K]`` and ``loglik [G, N]`` in float32."""
     if x.dim() != 3:
@@ -86,5 +90,6 @@ def hddc_estep_fwd(x: torch.Tensor,       # [G, N, D] float16/bfloat16/float32
     BLOCK_N = block_n or (64 if x.is_cuda else max(16, min(256, triton.next_power_of_2(N))))
     grid = (triton.cdiv(N, BLOCK_N), G)
     _hddc_estep_fwd_kernel[grid](x, means, q, w, inv_b, const, log_resp, loglik, N, K, D, DM,
-                                 BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, BLOCK_M=BLOCK_M, BLOCK_K=BLOCK_K)
+                                 BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, BLOCK_M=BLOCK_M, BLOCK_K=BLOCK_K,
+                                 PRECISION=precision or dot_precision(x.is_cuda), num_warps=num_warps)
     return log_resp, loglik

@@ -92,7 +92,8 @@ def test_kernel_estep_gradient(shape, n_inactive, seed):
 
 def test_dispatch_rule(monkeypatch):
     st = random_state(2, 3, 5, 2, seed=0).to(dtype=torch.float32)
-    x = _data(st, 8, 1.0, 0).float()
+    x = _data(st, 8, 1.0, 0).float().to(DEV)           # Triton needs CUDA tensors, or the interpreter on CPU
+    st = st.to(device=DEV)
     called = []
     real = torch.ops.dga_fast.hddc_estep
 
@@ -112,6 +113,7 @@ def test_dispatch_rule(monkeypatch):
     assert ll_r.dtype == torch.float64 and len(called) == 1
     torch.testing.assert_close(ll_t.double(), ll_r, rtol=1e-5, atol=1e-4)
     monkeypatch.setenv("DGA_FAST_BACKEND", "auto")
+    ops.hddc_estep(x.cpu(), st.to(device="cpu"))                                 # auto: CPU tensors -> reference
     ops.hddc_estep(x, st)
     assert len(called) == (2 if x.is_cuda else 1)                                 # auto: Triton for CUDA only
 
@@ -129,9 +131,9 @@ def test_kernel_estep_bad_input():
 
 def test_compile_fullgraph_over_the_estep():
     st = random_state(2, 3, 5, 2, seed=0).to(dtype=torch.float32)
-    s = st.trim_dims()
+    s = st.trim_dims().to(device=DEV)
     w, inv_b, const = s.cost_terms()
-    x = _data(st, 8, 1.0, 0).float()
+    x = _data(st, 8, 1.0, 0).float().to(DEV)
 
     def f(x):
         lr, ll = torch.ops.dga_fast.hddc_estep(x, s.means, s.components, w, inv_b, const)

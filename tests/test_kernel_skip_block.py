@@ -83,8 +83,8 @@ def test_skip_block_reference_gradcheck():
 def test_decoder_input_module_uses_the_kernel(monkeypatch):
     from dga_fast.nn.skip_dropout import DecoderInput
     torch.manual_seed(0)
-    mod = DecoderInput(4, 4, 2, 0.2).train()
-    h, skip = torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)
+    mod = DecoderInput(4, 4, 2, 0.2).train().to(DEV)
+    h, skip = torch.randn(2, 4, 5, 5, device=DEV), torch.randn(2, 4, 5, 5, device=DEV)
     monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
     torch.manual_seed(1)
     xr, yr = mod(h, skip)
