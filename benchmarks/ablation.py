@@ -3,7 +3,7 @@
 and both, trained on SyntheticShapes with the same budget and several seeds, each scored with the FactorVAE
 score and DCI (plus MIG). Writes a markdown table (mean ± std over seeds) and JSON.
 
-    python benchmarks/ablation.py --budget small            # this 2-core CPU (about half an hour)
+    python benchmarks/ablation.py --budget small            # this 2-core CPU (about 45 minutes)
     python benchmarks/ablation.py --budget gpu --jobs 12    # one GPU, twelve trainings at a time
     python benchmarks/ablation.py --budget smoke            # seconds: checks the pipeline end to end
 

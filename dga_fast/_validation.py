@@ -11,14 +11,16 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_float_tensor(name: str, x, ndim: int | None = None, *, finite: bool = True) -> torch.Tensor:
-    """Return ``x`` if it is a floating-point tensor of rank ``ndim`` with finite values; raise otherwise."""
+    """Return ``x`` if it is a floating-point tensor of rank ``ndim`` with finite values; raise otherwise.
+    Inside ``torch.compile`` the value check is skipped (it needs a host sync and would break the graph);
+    type, dtype and rank are still checked while tracing."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a floating-point tensor (float16/bfloat16/float32/float64), got {x.dtype}")
     if ndim is not None and x.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
-    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+    if finite and x.numel() and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
 

@@ -10,7 +10,6 @@ always take the reference: the kernels compute in float32.
 """
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -35,14 +34,20 @@ def _impl(name: str):
     return getattr(reference, name)
 
 
-@functools.lru_cache(maxsize=None)
+_TRITON_OK: bool | None = None
+
+
 def triton_available() -> bool:
-    """Whether Triton imports and the custom ops register (cached)."""
-    try:
-        from . import custom_ops  # noqa: F401  (registers torch.ops.dga_fast.*)
-        return True
-    except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
-        return False
+    """Whether Triton imports and the custom ops register (cached in a module global, which torch.compile
+    reads as a constant)."""
+    global _TRITON_OK
+    if _TRITON_OK is None:
+        try:
+            from . import custom_ops  # noqa: F401  (registers torch.ops.dga_fast.*)
+            _TRITON_OK = True
+        except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
+            _TRITON_OK = False
+    return _TRITON_OK
 
 
 def _use_triton(x: torch.Tensor) -> bool:

@@ -42,8 +42,6 @@ def _kernel(h, skip, keep, p, w, b, groups):
 @given(cases, st_.sampled_from([0.0, 0.2]), st_.sampled_from([1e-3, 1.0, 1e3]),
        st_.sampled_from([torch.float32, torch.float16, torch.bfloat16]), st_.integers(0, 2**16))
 def test_kernel_skip_block_forward(case, p, scale, dtype, seed):
-    if dtype == torch.float16 and scale == 1e3:
-        scale = 30.0                                     # float16 holds the inputs, not 1e3-scale squares
     h, skip, keep, w, b, groups = _inputs(*case, scale, dtype, seed)
     x, y = _kernel(h, skip, keep, p, w, b, groups)
     xr, yr = reference.skip_dropout_concat_norm_silu(h, skip, keep, p, w, b, groups)

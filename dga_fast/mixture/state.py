@@ -120,7 +120,10 @@ class MixtureState:
         return MixtureState(**{n: torch.cat([t, getattr(pad, n)], dim=1) for n, t in self.tensors().items()})
 
     def trim_dims(self) -> "MixtureState":
-        """Drop subspace columns beyond the largest d_k (cheaper E-steps); keeps at least one column."""
+        """Drop subspace columns beyond the largest d_k (cheaper E-steps); keeps at least one column. A no-op
+        inside ``torch.compile`` (the width is data-dependent; the padded columns carry zero weight)."""
+        if torch.compiler.is_compiling():
+            return self
         dm = max(int(self.dims.max()) if self.dims.numel() else 1, 1)
         if dm >= self.dmax:
             return self
