@@ -27,7 +27,7 @@ def _load_v(p_h, p_skip, p_keep, b, c, offs_s, m, Ch, Cs, HW, scale):
     m_s = m & (~from_h)[:, None]
     b_h = tl.load(p_h + (b * Ch + c)[:, None] * HW + offs_s[None, :], mask=m_h, other=0.0).to(tl.float32)
     b_s = tl.load(p_skip + (b * Cs + cs)[:, None] * HW + offs_s[None, :], mask=m_s, other=0.0).to(tl.float32)
-    keep = tl.load(p_keep + b * Cs + cs, mask=(~from_h) & (cs < Cs) & (c >= 0), other=0.0).to(tl.float32)
+    keep = tl.load(p_keep + b * Cs + cs, mask=(~from_h) & (cs < Cs), other=0.0).to(tl.float32)
     return tl.where(from_h[:, None], b_h, b_s * (keep * scale)[:, None])
 
 
