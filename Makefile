@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test native-test bench clean
 
 $(STAMP): requirements.txt setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(STAMP): requirements.txt setup.py
 demo: $(STAMP)
 	$(PY) -m dga_fast demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) native-test
 	$(PY) -m pytest -q tests
+
+# the torch-free C++ core of dga_fast._C with its unit tests, under AddressSanitizer + UBSan (ctest)
+native-test:
+	@command -v cmake >/dev/null || { echo "make test needs cmake and a C++17 compiler for csrc/ (apt-get install cmake g++)"; exit 1; }
+	cmake -S csrc -B build/csrc -DCMAKE_BUILD_TYPE=Debug > /dev/null
+	cmake --build build/csrc > /dev/null
+	ctest --test-dir build/csrc --output-on-failure
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
