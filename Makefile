@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test native-test bench clean
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt setup.py $(wildcard csrc/*.cpp csrc/core/*.cpp csrc/core/*.h)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .

@@ -1,14 +1,28 @@
 """Build script of dga_fast.
 
-The Triton kernels in ``kernels/`` are installed as the subpackage ``dga_fast.kernels``. The C++/CUDA
-extension ``dga_fast._C`` (csrc/) is added by a later step; ``ext_modules`` below is where it plugs in.
+The Triton kernels in ``kernels/`` are installed as the subpackage ``dga_fast.kernels``; the C++ extension
+``dga_fast._C`` is built from ``csrc/`` (a compiler error is shown as it comes).
 Install with ``pip install --no-build-isolation -e .`` after torch is installed (see the Makefile), so
 pip never resolves an unpinned torch.
 """
+import os
+
 from setuptools import find_packages, setup
 
-ext_modules = []   # dga_fast._C (CppExtension / CUDAExtension) goes here
-cmdclass = {}
+
+def _extensions():
+    """dga_fast._C: the CPU ops over csrc/core (CppExtension). DGA_FAST_NO_EXT=1 skips it (the PyTorch
+    references then serve every op). CUDA kernels join with their own step of issue 6."""
+    if os.environ.get("DGA_FAST_NO_EXT") == "1":
+        return [], {}
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+    ext = CppExtension("dga_fast._C", ["csrc/ops.cpp", "csrc/core/dyga_core.cpp"],
+                       include_dirs=[os.path.abspath("csrc")],
+                       extra_compile_args=["-O2", "-std=c++17"])
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=False)}
+
+
+ext_modules, cmdclass = _extensions()
 
 setup(
     name="dga_fast",

@@ -1,12 +1,14 @@
 """The one place that chooses a backend for every op of dga_fast.
 
 Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``; the CPU path and the oracle of every
-kernel) and ``triton`` (fused kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops;
-so far the HDDC E-step). ``auto`` (the default) takes Triton for CUDA tensors when Triton is installed and
-the reference otherwise. The environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference`` or
-``triton``) forces a backend everywhere; ``triton`` on CPU tensors runs the kernels in Triton's
-interpreter (set ``TRITON_INTERPRET=1`` before dga_fast is imported; slow, for tests). float64 inputs
-always take the reference: the kernels compute in float32.
+kernel), ``triton`` (fused kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops:
+the HDDC E-step, the anchor shift and the skip block) and ``native`` (the C++ extension ``dga_fast._C``:
+the spread / split / filter plans on CPU tensors). ``auto`` (the default) takes Triton for CUDA tensors
+when Triton is installed, the C++ ops for CPU tensors when built, and the reference otherwise. The
+environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``, ``triton`` or ``native``) forces a
+backend everywhere; ``triton`` on CPU tensors runs the kernels in Triton's interpreter (set
+``TRITON_INTERPRET=1`` before dga_fast is imported; slow, for tests). float64 inputs always take the
+reference: the kernels compute in float32.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from . import reference
 from ._validation import check_float_tensor
 from .mixture.state import MixtureState
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "triton", "native")
 
 
 def backend() -> str:
@@ -48,6 +50,18 @@ def triton_available() -> bool:
         except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
             _TRITON_OK = False
     return _TRITON_OK
+
+
+def _use_native(t: torch.Tensor) -> bool:
+    """The C++ ops of ``dga_fast._C`` serve CPU tensors under ``auto`` (and ``native``) when built."""
+    b = backend()
+    if b not in ("auto", "native") or t.device.type != "cpu":
+        return False
+    from . import native
+    if b == "native" and not native.available():
+        raise RuntimeError("DGA_FAST_BACKEND=native but dga_fast._C is not built (reinstall without "
+                           "DGA_FAST_NO_EXT=1)")
+    return native.available()
 
 
 def _use_triton(x: torch.Tensor) -> bool:
@@ -111,15 +125,27 @@ def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
 
 def mixture_spread(x: torch.Tensor, labels: torch.Tensor, means: torch.Tensor):
     """Per component hard-assigned count and mean distance to its mean."""
+    if x.dtype == torch.float32 and means.dtype == torch.float32 and _use_native(x):
+        return torch.ops.dga_fast.mixture_spread(x, labels, means)
     return _impl("mixture_spread")(x, labels, means)
 
 
 def split_components(state: MixtureState, spread: torch.Tensor, counts: torch.Tensor,
-                     threshold: float, max_components: int, min_count: int):
+                     threshold: float, max_components: int, min_count: float):
+    """Split the widest components into free slots (DESIGN §4): the plan natively when built, its
+    application (``reference.apply_split``) in PyTorch."""
+    if _use_native(spread):
+        src, sign, n_split = torch.ops.dga_fast.split_plan(state.active, spread, counts, float(threshold),
+                                                           int(max_components), float(min_count))
+        return reference.split_filter.apply_split(state, src, sign), n_split
     return _impl("split_components")(state, spread, counts, threshold, max_components, min_count)
 
 
 def filter_components(state: MixtureState, mass: torch.Tensor, min_size: float) -> MixtureState:
+    """Drop light components, compact the slots, renormalise: the plan natively when built."""
+    if _use_native(mass):
+        keep, order = torch.ops.dga_fast.filter_plan(state.active, mass, float(min_size))
+        return reference.split_filter.apply_filter(state, keep, order)
     return _impl("filter_components")(state, mass, min_size)
 
 

@@ -43,7 +43,7 @@ Status mixture_spread(const float* x, const int64_t* labels, const float* means,
 }
 
 Status split_plan(const uint8_t* active, const double* spread, const int64_t* counts, int64_t K, double threshold,
-                  int64_t max_components, int64_t min_count, int64_t* src, int8_t* sign, int64_t* n_split) {
+                  int64_t max_components, double min_count, int64_t* src, int8_t* sign, int64_t* n_split) {
   if (K < 1) return Status::kBadSize;
   if (!active || !spread || !counts || !src || !sign || !n_split) return Status::kNullPointer;
   std::vector<int64_t> cand, free_slots;
@@ -53,7 +53,7 @@ Status split_plan(const uint8_t* active, const double* spread, const int64_t* co
     sign[k] = 0;
     if (active[k]) {
       ++n_active;
-      if (spread[k] > threshold && counts[k] >= min_count) cand.push_back(k);   // NaN spread: never
+      if (spread[k] > threshold && static_cast<double>(counts[k]) >= min_count) cand.push_back(k);  // NaN: never
     } else if (k < max_components) {
       free_slots.push_back(k);
     }

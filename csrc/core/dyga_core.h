@@ -30,7 +30,7 @@ Status mixture_spread(const float* x, const int64_t* labels, const float* means,
 // Outputs: src [K] (the slot each slot copies; itself unless it is a child), sign [K] (+1 parent, -1 child,
 // 0 untouched) and the number of splits.
 Status split_plan(const uint8_t* active, const double* spread, const int64_t* counts, int64_t K, double threshold,
-                  int64_t max_components, int64_t min_count, int64_t* src, int8_t* sign, int64_t* n_split);
+                  int64_t max_components, double min_count, int64_t* src, int8_t* sign, int64_t* n_split);
 
 // The filter plan of one group: keep = active & mass >= min_size; if nothing is kept, the heaviest slot
 // (argmax of mass over active slots, -inf elsewhere; NaN counts as largest, as torch.argmax) is kept.

@@ -1,0 +1,150 @@
+"""The C++ ops of dga_fast._C against the PyTorch reference (exact plans), their input validation, and a fuzz
+run in a subprocess that must never die by a signal."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st_
+
+from dga_fast import native, ops
+from dga_fast.reference import split_filter as ref
+from helpers import random_state
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="dga_fast._C not built (DGA_FAST_NO_EXT=1)")
+
+
+def _plan_inputs(G, K, n_inactive, seed, ties):
+    g = torch.Generator().manual_seed(seed)
+    active = torch.rand(G, K, generator=g) > 0.3
+    if n_inactive == 0:
+        active[:] = True                                            # all slots full
+    elif n_inactive == K:
+        active[:] = False
+        active[:, 0] = True                                         # all but one inactive
+    spread = torch.rand(G, K, generator=g)
+    if ties:
+        spread = (spread * 4).round() / 4                           # many equal spreads
+    counts = torch.randint(0, 40, (G, K), generator=g)
+    mass = torch.where(torch.rand(G, K, generator=g) < 0.2, 0.0, 50 * torch.rand(G, K, generator=g))
+    return active, spread, counts, mass
+
+
+@settings(max_examples=60)
+@given(st_.integers(1, 4), st_.integers(1, 9), st_.sampled_from([0, 1, 3, "all"]), st_.booleans(),
+       st_.floats(0.0, 0.8), st_.integers(1, 9), st_.floats(0.0, 30.0), st_.integers(0, 2**16))
+def test_split_and_filter_plans_match_reference(G, K, n_inactive, ties, threshold, max_c, min_count, seed):
+    n_inactive = K if n_inactive == "all" else min(n_inactive, K)
+    active, spread, counts, mass = _plan_inputs(G, K, n_inactive, seed, ties)
+    max_c = min(max_c, K)
+    got = torch.ops.dga_fast.split_plan(active, spread, counts, threshold, max_c, min_count)
+    want = ref.split_plan(active, spread, counts, threshold, max_c, min_count)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b.to(a.dtype)), (a, b)
+    assert bool(((active.sum(1) + got[2]) <= torch.clamp(active.sum(1), min=max_c)).all())
+    keep, order = torch.ops.dga_fast.filter_plan(active, mass, min_count)
+    keep_r, order_r = ref.filter_plan(active, mass, min_count)
+    assert torch.equal(keep, keep_r) and torch.equal(order, order_r)
+
+
+@settings(max_examples=25)
+@given(st_.integers(1, 3), st_.integers(0, 50), st_.integers(1, 7), st_.integers(1, 6), st_.integers(0, 2**16))
+def test_mixture_spread_matches_reference(G, N, K, D, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, means = torch.randn(G, N, D, generator=g), torch.randn(G, K, D, generator=g)
+    labels = torch.randint(0, K, (G, N), generator=g)
+    c, s = torch.ops.dga_fast.mixture_spread(x, labels, means)
+    c_r, s_r = ref.mixture_spread(x, labels, means)
+    assert torch.equal(c, c_r)
+    torch.testing.assert_close(s, s_r, rtol=1e-6, atol=1e-6)
+
+
+def test_split_and_filter_components_native_equals_reference(monkeypatch):
+    st = random_state(3, 6, 5, 2, seed=1, n_inactive=2).to(dtype=torch.float32)
+    spread, counts = torch.rand(3, 6), torch.randint(5, 50, (3, 6))
+    mass = 40 * torch.rand(3, 6)
+    monkeypatch.setenv("DGA_FAST_BACKEND", "native")
+    a, na = ops.split_components(st, spread, counts, 0.2, 6, 4.5)
+    f = ops.filter_components(st, mass, 10.0)
+    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
+    b, nb = ops.split_components(st, spread, counts, 0.2, 6, 4.5)
+    h = ops.filter_components(st, mass, 10.0)
+    assert torch.equal(na, nb)
+    for x_, y_ in ((a, b), (f, h)):
+        for name, t in x_.tensors().items():
+            assert torch.equal(t, getattr(y_, name)), name
+
+
+def test_native_ops_reject_bad_input():
+    x, means = torch.randn(2, 5, 3), torch.randn(2, 4, 3)
+    labels = torch.randint(0, 4, (2, 5))
+    active, spread, counts = torch.ones(2, 4, dtype=torch.bool), torch.rand(2, 4), torch.ones(2, 4, dtype=torch.long)
+    op = torch.ops.dga_fast
+    with pytest.raises(TypeError, match="x must be"):
+        op.mixture_spread(x.double(), labels, means)
+    with pytest.raises(TypeError, match="labels must be"):
+        op.mixture_spread(x, labels.int(), means)
+    with pytest.raises(ValueError, match="must be"):
+        op.mixture_spread(x[0], labels, means)                               # rank
+    with pytest.raises(ValueError, match="sizes disagree"):
+        op.mixture_spread(x, labels[:, :3], means)
+    with pytest.raises(ValueError, match="outside"):
+        op.mixture_spread(x, labels + 4, means)                              # out of range
+    with pytest.raises(ValueError, match="outside"):
+        op.mixture_spread(x, labels - 5, means)                              # negative
+    with pytest.raises(ValueError, match="NaN"):
+        op.mixture_spread(torch.full_like(x, float("nan")), labels, means)
+    c, s = op.mixture_spread(x.transpose(1, 2).contiguous().transpose(1, 2), labels, means)   # non-contiguous ok
+    assert torch.equal(c, op.mixture_spread(x, labels, means)[0])
+    with pytest.raises(TypeError, match="active must be"):
+        op.split_plan(active.int(), spread, counts, 0.1, 4, 1.0)
+    with pytest.raises(ValueError, match="must all be"):
+        op.split_plan(active, spread[:, :2], counts, 0.1, 4, 1.0)
+    with pytest.raises(ValueError, match="max_components"):
+        op.split_plan(active, spread, counts, 0.1, 0, 1.0)
+    with pytest.raises(TypeError, match="mass must be"):
+        op.filter_plan(active, counts, 1.0)
+    with pytest.raises(ValueError, match="K >= 1"):
+        op.filter_plan(active[:, :0], spread[:, :0], 1.0)
+
+
+def test_fuzz_never_crashes_the_process():
+    """Many malformed calls in a child process: each must raise a Python exception, never kill the process."""
+    code = textwrap.dedent("""
+        import random, torch
+        import dga_fast.native as n
+        assert n.available()
+        op = torch.ops.dga_fast
+        rng = random.Random(0)
+        dtypes = [torch.float32, torch.float64, torch.int64, torch.int32, torch.bool, torch.int8]
+        def t(shape):
+            d = rng.choice(dtypes)
+            x = torch.randn(shape) * 10 if d.is_floating_point else torch.randint(-5, 9, shape).to(d)
+            if d.is_floating_point and rng.random() < 0.2:
+                x.view(-1)[0] = float(rng.choice(["nan", "inf"])) if x.numel() else 0
+            if x.dim() > 1 and rng.random() < 0.3:
+                x = x.transpose(0, 1)
+            return x
+        def shape():
+            return tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 4)))
+        raised = ok = 0
+        for i in range(3000):
+            which = rng.randrange(3)
+            try:
+                if which == 0:
+                    op.mixture_spread(t(shape()), t(shape()), t(shape()))
+                elif which == 1:
+                    op.split_plan(t(shape()), t(shape()), t(shape()), rng.uniform(-1, 2), rng.randint(-3, 9),
+                                  rng.uniform(-5, 50))
+                else:
+                    op.filter_plan(t(shape()), t(shape()), rng.uniform(-5, 50))
+                ok += 1
+            except (ValueError, TypeError, RuntimeError, IndexError):
+                raised += 1
+        print("calls", ok + raised, "raised", raised)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert "calls 3000" in proc.stdout
