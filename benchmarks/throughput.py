@@ -20,6 +20,7 @@ Families:
   anchor the anchor shift (DyGA's training-time forward) and its backward, modes fwd / bwd / full:
          reference, torch.compile(reference) (CUDA), Triton (CUDA).
   skip   skip_dropout_concat_norm_silu forward / backward / both, the same providers.
+  plans  DyGA's spread / split / filter steps: reference against the C++ ops of dga_fast._C (CPU).
   metrics the default disentanglement-metric suite (MIG, SAP, modularity, DCI, FactorVAE; DESIGN §7
          sample counts) on U units × 6 factors; one timed run (target: under 2 minutes on 2 CPU cores).
   estep  the HDDC E-step of a fitted DyGA state (cost ~2·D·(d+1) per sample and component) against a
@@ -423,6 +424,49 @@ def family_skip(args, device) -> list[Case]:
     return _op_cases("skip_block", _providers(ref_fn, tri_fn, device), [h, skip, w, b], gouts, note, device, 1e-3)
 
 
+def family_plans(args, device) -> list[Case]:
+    """DyGA's spread / split / filter steps: the PyTorch reference against the C++ ops of dga_fast._C (CPU),
+    G=20 units, K=32 slots; the spread over N tokens × D=32 dims. Each native row is checked to give
+    exactly the reference's plan (spread to 1e-6)."""
+    from dga_fast import native
+    from dga_fast.reference import split_filter as ref
+
+    N = {"small": 2000, "default": 10_000, "large": 100_000}[args.size]
+    G, K, D = 20, 32, 32
+    g = torch.Generator().manual_seed(args.seed)
+    x, means = torch.randn(G, N, D, generator=g).to(device), torch.randn(G, K, D, generator=g).to(device)
+    labels = torch.randint(0, K, (G, N), generator=g).to(device)
+    active = (torch.rand(G, K, generator=g) > 0.4).to(device)
+    spread, counts = torch.rand(G, K, generator=g).to(device), torch.randint(0, 500, (G, K), generator=g).to(device)
+    mass = (50 * torch.rand(G, K, generator=g)).to(device)
+    calls = {
+        "mixture_spread": (lambda: ref.mixture_spread(x, labels, means),
+                           lambda: torch.ops.dga_fast.mixture_spread(x, labels, means)),
+        "split_plan": (lambda: ref.split_plan(active, spread, counts, 0.3, K, 20.0),
+                       lambda: torch.ops.dga_fast.split_plan(active, spread, counts, 0.3, K, 20.0)),
+        "filter_plan": (lambda: ref.filter_plan(active, mass, 10.0),
+                        lambda: torch.ops.dga_fast.filter_plan(active, mass, 10.0)),
+    }
+    use_native = device.type == "cpu" and native.available()
+    if not use_native:
+        print("  native rows skipped: dga_fast._C is CPU-only so far" if device.type != "cpu"
+              else "  native rows skipped: dga_fast._C is not built")
+    cases = []
+    for name, (ref_fn, nat_fn) in calls.items():
+        want = ref_fn()
+
+        def check(out, want=want, name=name):
+            same = all(torch.equal(a, b.to(a.dtype)) if name != "mixture_spread" or i == 0
+                       else torch.allclose(a, b, rtol=1e-6, atol=1e-6) for i, (a, b) in enumerate(zip(out, want)))
+            return {"ok": bool(same), "same_as_reference": bool(same)}
+
+        note = f"G={G}, K={K}" + (f", N={N}, D={D}" if name == "mixture_spread" else "")
+        cases.append(Case(f"plans-{name}", "reference", "fwd", ref_fn, check, note=note))
+        if use_native:
+            cases.append(Case(f"plans-{name}", "native", "fwd", nat_fn, check, note=note))
+    return cases
+
+
 def family_metrics(args, device) -> list[Case]:
     """The default disentanglement suite (DESIGN §7 sample counts) on U units × 6 factors, the
     representation a fixed noisy linear map of the factors (so the time is the metrics', not a model's)."""
@@ -465,12 +509,13 @@ def family_metrics(args, device) -> list[Case]:
 
 
 FAMILIES = {"refit": family_refit, "estep": family_estep, "anchor": family_anchor, "skip": family_skip,
-            "metrics": family_metrics}
+            "plans": family_plans, "metrics": family_metrics}
 # (family, faster provider, baseline provider)
 SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
             ("estep", "dga_fast-reference", "full-covariance"),
             ("estep-kernel", "triton", "reference"), ("estep-kernel", "triton", "compiled"),
             ("estep-kernel", "compiled", "reference")]
+SPEEDUPS += [(f"plans-{_op}", "native", "reference") for _op in ("mixture_spread", "split_plan", "filter_plan")]
 for _fam in ("anchor_shift", "skip_block"):
     for _mode in ("fwd", "bwd", "full"):
         SPEEDUPS += [(_fam, "triton", "reference", _mode), (_fam, "triton", "compiled", _mode),

@@ -29,12 +29,14 @@ Status mixture_spread(const float* x, const int64_t* labels, const float* means,
   for (int64_t k = 0; k < K; ++k) counts[k] = 0;
   for (int64_t i = 0; i < N; ++i) {
     const int64_t k = labels[i];
-    double sq = 0.0;
+    const float* xi = x + i * D;
+    const float* mk = means + k * D;
+    float sq = 0.0f;   // float32 distances, as the reference's norm (and vectorisable); sums in double
     for (int64_t d = 0; d < D; ++d) {
-      const double z = static_cast<double>(x[i * D + d]) - static_cast<double>(means[k * D + d]);
+      const float z = xi[d] - mk[d];
       sq += z * z;
     }
-    sums[static_cast<size_t>(k)] += std::sqrt(sq);
+    sums[static_cast<size_t>(k)] += std::sqrt(static_cast<double>(sq));
     counts[k] += 1;
   }
   for (int64_t k = 0; k < K; ++k)
