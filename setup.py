@@ -2,7 +2,7 @@
 
 The Triton kernels in ``kernels/`` are installed as the subpackage ``dga_fast.kernels``; the C++ extension
 ``dga_fast._C`` is built from ``csrc/`` (a compiler error is shown as it comes).
-Install with ``pip install --no-build-isolation -e .`` after torch is installed (see the Makefile), so
+Install with ``pip install --no-build-isolation --use-pep517 -e .`` after torch is installed (see the Makefile), so
 pip never resolves an unpinned torch.
 """
 import os
