@@ -88,6 +88,18 @@ def _skip_block_fwd_kernel(
 
 
 @triton.jit
+def _norm_silu_grad(p_x, p_gy, off, m, mean, rstd, gam, bet):
+    """For a tile of the concatenation: ``x̂`` and ``g_a = g_y · SiLU'(a)`` with ``a = x̂ γ + β`` (both 0 where
+    masked, since the masked ``g_y`` loads as 0)."""
+    v = tl.load(p_x + off, mask=m, other=0.0).to(tl.float32)
+    gy = tl.load(p_gy + off, mask=m, other=0.0).to(tl.float32)
+    xh = (v - mean) * rstd
+    a = xh * gam[:, None] + bet[:, None]
+    sig = 1.0 / (1.0 + tl.exp(-a))
+    return xh, gy * sig * (1.0 + a * (1.0 - sig))
+
+
+@triton.jit
 def _skip_block_bwd_kernel(
     p_x,       # [B, C, HW] the forward's concatenation
     p_gy,      # [B, C, HW] gradient of y
@@ -124,12 +136,7 @@ def _skip_block_bwd_kernel(
             offs_s = s0 + arange_s
             m = m_c[:, None] & (offs_s < HW)[None, :]
             off = (b * C + c)[:, None] * HW + offs_s[None, :]
-            v = tl.load(p_x + off, mask=m, other=0.0).to(tl.float32)
-            gy = tl.load(p_gy + off, mask=m, other=0.0).to(tl.float32)
-            xh = (v - mean) * rstd
-            a = xh * gam[:, None] + bet[:, None]
-            sig = 1.0 / (1.0 + tl.exp(-a))
-            ga = tl.where(m, gy * sig * (1.0 + a * (1.0 - sig)), 0.0)
+            xh, ga = _norm_silu_grad(p_x, p_gy, off, m, mean, rstd, gam, bet)
             acc_g += tl.sum(ga * xh, axis=1)
             acc_b += tl.sum(ga, axis=1)
             gxh = ga * gam[:, None]
@@ -152,13 +159,9 @@ def _skip_block_bwd_kernel(
             offs_s = s0 + arange_s
             m = m_c[:, None] & (offs_s < HW)[None, :]
             off = (b * C + c)[:, None] * HW + offs_s[None, :]
-            v = tl.load(p_x + off, mask=m, other=0.0).to(tl.float32)
-            gy = tl.load(p_gy + off, mask=m, other=0.0).to(tl.float32)
+            xh, ga = _norm_silu_grad(p_x, p_gy, off, m, mean, rstd, gam, bet)
             gx_out = tl.load(p_gx + off, mask=m, other=0.0).to(tl.float32)
-            xh = (v - mean) * rstd
-            a = xh * gam[:, None] + bet[:, None]
-            sig = 1.0 / (1.0 + tl.exp(-a))
-            gxh = gy * sig * (1.0 + a * (1.0 - sig)) * gam[:, None]
+            gxh = ga * gam[:, None]
             gv = rstd * (gxh - mean_gxh - xh * mean_gxh_xh) + gx_out
             tl.store(p_gh + (b * Ch + c)[:, None] * HW + offs_s[None, :], gv.to(p_gh.dtype.element_ty),
                      mask=m & from_h[:, None])
