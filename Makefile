@@ -4,9 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test native-test bench clean
+.PHONY: demo test native-test cuda-check bench clean
 
-$(STAMP): requirements.txt setup.py $(wildcard csrc/*.cpp csrc/core/*.cpp csrc/core/*.h)
+$(STAMP): requirements.txt setup.py $(wildcard csrc/*.cpp csrc/core/*.cpp csrc/core/*.h csrc/cuda/*.cu csrc/cuda/*.h)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --use-pep517 -e .
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt setup.py $(wildcard csrc/*.cpp csrc/core/*.cpp csrc/c
 demo: $(STAMP)
 	$(PY) -m dga_fast demo --out runs/demo
 
-test: $(STAMP) native-test
+test: $(STAMP) native-test cuda-check
 	$(PY) -m pytest -q tests
 
 # the torch-free C++ core of dga_fast._C with its unit tests, under AddressSanitizer + UBSan (ctest)
@@ -24,6 +24,18 @@ native-test:
 	cmake -S csrc -B build/csrc -DCMAKE_BUILD_TYPE=Debug > /dev/null
 	cmake --build build/csrc > /dev/null
 	ctest --test-dir build/csrc --output-on-failure
+
+# every .cu of csrc/ must compile. With a CUDA torch the extension build compiled them already; where nvcc exists
+# but torch has no CUDA (a CPU-only machine) they are checked with `nvcc -c` (they are torch-free); without nvcc,
+# there is nothing to check with (said, not hidden).
+CU_SOURCES := $(wildcard csrc/cuda/*.cu)
+cuda-check: $(STAMP)
+	@if ! command -v nvcc >/dev/null; then echo "cuda-check: no nvcc on this machine, the .cu files were not compiled"; \
+	elif $(PY) -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then \
+	  echo "cuda-check: torch has CUDA, the .cu files were compiled into dga_fast._C"; \
+	else mkdir -p build/nvcc && for f in $(CU_SOURCES); do \
+	  nvcc -c -std=c++17 -Icsrc -Werror all-warnings $$f -o build/nvcc/$$(basename $$f .cu).o || exit 1; \
+	  echo "cuda-check: nvcc -c $$f ok"; done; fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

@@ -11,15 +11,26 @@ from setuptools import find_packages, setup
 
 
 def _extensions():
-    """dga_fast._C: the CPU ops over csrc/core (CppExtension). DGA_FAST_NO_EXT=1 skips it (the PyTorch
-    references then serve every op). CUDA kernels join with their own step of issue 6."""
+    """dga_fast._C from csrc/: a CUDAExtension (CPU and CUDA kernels) when torch has CUDA and nvcc is found, else
+    a CppExtension (CPU kernels). DGA_FAST_NO_CUDA=1 forces the CPU-only build; DGA_FAST_NO_EXT=1 skips the
+    extension (the PyTorch references then serve every op)."""
     if os.environ.get("DGA_FAST_NO_EXT") == "1":
         return [], {}
-    from torch.utils.cpp_extension import BuildExtension, CppExtension
-    ext = CppExtension("dga_fast._C", ["csrc/ops.cpp", "csrc/core/dyga_core.cpp"],
-                       include_dirs=[os.path.abspath("csrc")],
-                       extra_compile_args=["-O2", "-std=c++17"])
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=False)}
+    import torch
+    from torch.utils import cpp_extension as ce
+    sources = ["csrc/ops.cpp", "csrc/core/dyga_core.cpp"]
+    include_dirs = [os.path.abspath("csrc")]
+    cxx = ["-O2", "-std=c++17"]
+    with_cuda = (torch.version.cuda is not None and ce.CUDA_HOME is not None
+                 and os.environ.get("DGA_FAST_NO_CUDA") != "1")
+    if with_cuda:
+        ext = ce.CUDAExtension("dga_fast._C", sources + ["csrc/cuda/ops.cu"], include_dirs=include_dirs,
+                               define_macros=[("DGA_FAST_WITH_CUDA", None)],
+                               extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]})
+    else:
+        ext = ce.CppExtension("dga_fast._C", sources, include_dirs=include_dirs, extra_compile_args=cxx)
+    print(f"dga_fast: building dga_fast._C with {'CPU and CUDA' if with_cuda else 'CPU'} kernels")
+    return [ext], {"build_ext": ce.BuildExtension.with_options(use_ninja=False)}
 
 
 ext_modules, cmdclass = _extensions()

@@ -13,14 +13,16 @@ rows it compares passed in this run.
 
 Families:
   refit  the full DynamicGaussianAnchoring refit (init → EM → split → filter → merge → EM) of U units ×
-         N tokens × D dims, against scikit-learn GaussianMixture(covariance_type="full") given the true
-         number of components of every unit (summed over units), and against a per-component Python-loop
+         N tokens × D dims (also with DGA_FAST_BACKEND=reference: what kernels and native ops add), against
+         scikit-learn GaussianMixture(covariance_type="full") given the true number of components of every
+         unit (summed over units), and against a per-component Python-loop
          EM with torch.distributions.MultivariateNormal (benchmarks/loop_baseline.py, the published code's
          approach; timed on --loop-units units and scaled to all U, marked "extrapolated").
   anchor the anchor shift (DyGA's training-time forward) and its backward, modes fwd / bwd / full:
          reference, torch.compile(reference) (CUDA), Triton (CUDA).
   skip   skip_dropout_concat_norm_silu forward / backward / both, the same providers.
-  plans  DyGA's spread / split / filter steps: reference against the C++ ops of dga_fast._C (CPU).
+  plans  DyGA's spread / split / filter steps: reference against the ops of dga_fast._C ("native": C++ on
+         CPU, CUDA kernels on a GPU).
   metrics the default disentanglement-metric suite (MIG, SAP, modularity, DCI, FactorVAE; DESIGN §7
          sample counts) on U units × 6 factors; one timed run (target: under 2 minutes on 2 CPU cores).
   estep  the HDDC E-step of a fitted DyGA state (cost ~2·D·(d+1) per sample and component) against a
@@ -142,6 +144,17 @@ def family_refit(args, device) -> list[Case]:
         dyga.refit(tokens)
         return dyga.assign(tokens).cpu().numpy()
 
+    def run_dyga_reference():   # every op on the PyTorch reference: what the kernels and native ops add
+        old = os.environ.get("DGA_FAST_BACKEND")
+        os.environ["DGA_FAST_BACKEND"] = "reference"
+        try:
+            return run_dyga()
+        finally:
+            if old is None:
+                del os.environ["DGA_FAST_BACKEND"]
+            else:
+                os.environ["DGA_FAST_BACKEND"] = old
+
     def check_dyga(pred):
         n = dyga.n_components.cpu()
         ari = mean_ari(pred, range(U))
@@ -175,6 +188,8 @@ def family_refit(args, device) -> list[Case]:
 
     return [
         Case("refit", "dga_fast", "full", run_dyga, check_dyga, note=f"{U} units x {N} tokens x {D} dims"),
+        Case("refit", "dga_fast-reference", "full", run_dyga_reference, check_dyga,
+             note="the same refit with DGA_FAST_BACKEND=reference (no Triton kernels, no native ops)"),
         Case("refit", "sklearn-gmm-full", "full", run_sklearn, check_sklearn, repeats=1,
              note="GaussianMixture(covariance_type='full') per unit with the true K, summed over units"),
         Case("refit", "loop-mvn", "full", run_loop, check_loop, repeats=1, scale=U / len(lu),
@@ -425,9 +440,9 @@ def family_skip(args, device) -> list[Case]:
 
 
 def family_plans(args, device) -> list[Case]:
-    """DyGA's spread / split / filter steps: the PyTorch reference against the C++ ops of dga_fast._C (CPU),
-    G=20 units, K=32 slots; the spread over N tokens × D=32 dims. Each native row is checked to give
-    exactly the reference's plan (spread to 1e-6)."""
+    """DyGA's spread / split / filter steps: the PyTorch reference against the ops of dga_fast._C (C++ on CPU,
+    CUDA kernels on a GPU with a CUDA build), G=20 units, K=32 slots; the spread over N tokens × D=32 dims.
+    Each native row is checked to give exactly the reference's plan (spread to 1e-6)."""
     from dga_fast import native
     from dga_fast.reference import split_filter as ref
 
@@ -447,10 +462,10 @@ def family_plans(args, device) -> list[Case]:
         "filter_plan": (lambda: ref.filter_plan(active, mass, 10.0),
                         lambda: torch.ops.dga_fast.filter_plan(active, mass, 10.0)),
     }
-    use_native = device.type == "cpu" and native.available()
+    use_native = native.serves(device)
     if not use_native:
-        print("  native rows skipped: dga_fast._C is CPU-only so far" if device.type != "cpu"
-              else "  native rows skipped: dga_fast._C is not built")
+        print("  native rows skipped: " + ("dga_fast._C is not built" if not native.available()
+                                           else f"dga_fast._C was built without {device.type} kernels"))
     cases = []
     for name, (ref_fn, nat_fn) in calls.items():
         want = ref_fn()
@@ -512,6 +527,7 @@ FAMILIES = {"refit": family_refit, "estep": family_estep, "anchor": family_ancho
             "plans": family_plans, "metrics": family_metrics}
 # (family, faster provider, baseline provider)
 SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
+            ("refit", "dga_fast", "dga_fast-reference"),
             ("estep", "dga_fast-reference", "full-covariance"),
             ("estep-kernel", "triton", "reference"), ("estep-kernel", "triton", "compiled"),
             ("estep-kernel", "compiled", "reference")]

@@ -1,32 +1,60 @@
-// dga_fast._C: CPU ops over the torch-free core (core/dyga_core.h), registered as torch.ops.dga_fast.*.
-// Every input is validated here (dtype, device, rank, sizes, finiteness, label range) and a bad one raises a
-// Python ValueError / TypeError; the core itself also returns status codes instead of crashing.
+// dga_fast._C: the ops over the torch-free core (core/dyga_core.h), registered as torch.ops.dga_fast.* for CPU
+// tensors and, in a CUDA build (DGA_FAST_WITH_CUDA), for CUDA tensors (kernels in cuda/ops.cu). One function per
+// op serves both devices: it validates every input (dtype, device, rank, sizes, finiteness, label range; a bad
+// one raises a Python ValueError / TypeError), allocates the outputs, then runs the groups in parallel with
+// at::parallel_for on CPU or launches the CUDA kernel. The core also returns status codes instead of crashing.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#include <vector>
-
 #include "core/dyga_core.h"
+
+#ifdef DGA_FAST_WITH_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/launch.h"
+#endif
 
 namespace {
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(t.device().is_cpu(), name, " must be a CPU tensor for the native op, got ", t.device());
+// The device every input of a call must share: CPU, or CUDA in a CUDA build.
+void check_backend(const at::Tensor& t, const char* name) {
+#ifdef DGA_FAST_WITH_CUDA
+  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device().is_cuda(), name, " must be a CPU or CUDA tensor, got ",
+                    t.device());
+#else
+  TORCH_CHECK_VALUE(t.device().is_cpu(), name, " must be a CPU tensor (dga_fast._C was built without CUDA), got ",
+                    t.device());
+#endif
+}
+
+void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), name, " must be on the same device as ", ref_name, " (",
+                    ref.device(), "), got ", t.device());
 }
 
 void check_dtype(const at::Tensor& t, at::ScalarType want, const char* name) {
   TORCH_CHECK_TYPE(t.scalar_type() == want, name, " must be ", at::toString(want), ", got ", t.scalar_type());
 }
 
-void check_statuses(const std::vector<int>& statuses, const char* op) {
-  for (int s : statuses)
-    TORCH_CHECK_VALUE(s == 0, op, ": ", dga_core::status_message(static_cast<dga_core::Status>(s)));
+// status [G] int32 of the per-group core calls, on the op's device
+void check_status(const at::Tensor& status, const char* op) {
+  if (status.numel() == 0) return;
+  const int s = status.max().item<int>();
+  TORCH_CHECK_VALUE(s == 0, op, ": ", dga_core::status_message(static_cast<dga_core::Status>(s)));
 }
+
+#ifdef DGA_FAST_WITH_CUDA
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
 
 std::tuple<at::Tensor, at::Tensor> mixture_spread(const at::Tensor& x_in,       // [G, N, D] float32
                                                   const at::Tensor& labels_in,  // [G, N] int64
                                                   const at::Tensor& means_in) { // [G, K, D] float32
-  check_cpu(x_in, "x"); check_cpu(labels_in, "labels"); check_cpu(means_in, "means");
+  check_backend(x_in, "x");
+  check_same_device(labels_in, "labels", x_in, "x");
+  check_same_device(means_in, "means", x_in, "x");
   check_dtype(x_in, at::kFloat, "x"); check_dtype(labels_in, at::kLong, "labels"); check_dtype(means_in, at::kFloat, "means");
   TORCH_CHECK_VALUE(x_in.dim() == 3 && labels_in.dim() == 2 && means_in.dim() == 3,
                     "x, labels, means must be [G, N, D], [G, N], [G, K, D]; got ", x_in.sizes(), ", ",
@@ -40,19 +68,32 @@ std::tuple<at::Tensor, at::Tensor> mixture_spread(const at::Tensor& x_in,       
   TORCH_CHECK_VALUE(at::isfinite(means_in).all().item<bool>(), "means contains NaN or Inf values");
   auto x = x_in.contiguous(), labels = labels_in.contiguous(), means = means_in.contiguous();
   auto counts = at::zeros({G, K}, x.options().dtype(at::kLong));
+#ifdef DGA_FAST_WITH_CUDA
+  if (x.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    TORCH_CHECK_VALUE(N == 0 || !at::logical_or(labels < 0, labels >= K).any().item<bool>(), "mixture_spread: ",
+                      dga_core::status_message(dga_core::Status::kBadLabel));
+    auto sums = at::zeros({G, K}, x.options().dtype(at::kDouble));
+    C10_CUDA_CHECK(dga_cuda::mixture_spread(x.data_ptr<float>(), labels.data_ptr<int64_t>(), means.data_ptr<float>(),
+                                            G, N, K, D, counts.data_ptr<int64_t>(), sums.data_ptr<double>(),
+                                            current_stream()));
+    return {counts, (sums / counts.clamp_min(1).to(at::kDouble)).to(at::kFloat)};   // as the core's division
+  }
+#endif
   auto spread = at::zeros({G, K}, x.options().dtype(at::kDouble));
-  std::vector<int> st(static_cast<size_t>(G), 0);
+  auto status = at::zeros({G}, x.options().dtype(at::kInt));
   const float* px = x.data_ptr<float>();
   const int64_t* pl = labels.data_ptr<int64_t>();
   const float* pm = means.data_ptr<float>();
   int64_t* pc = counts.data_ptr<int64_t>();
   double* ps = spread.data_ptr<double>();
+  int* pst = status.data_ptr<int>();
   at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
     for (int64_t g = b; g < e; ++g)
-      st[static_cast<size_t>(g)] = static_cast<int>(dga_core::mixture_spread(
-          px + g * N * D, pl + g * N, pm + g * K * D, N, K, D, pc + g * K, ps + g * K));
+      pst[g] = static_cast<int>(dga_core::mixture_spread(px + g * N * D, pl + g * N, pm + g * K * D, N, K, D,
+                                                         pc + g * K, ps + g * K));
   });
-  check_statuses(st, "mixture_spread");
+  check_status(status, "mixture_spread");
   return {counts, spread.to(at::kFloat)};
 }
 
@@ -61,7 +102,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> split_plan(const at::Tensor& acti
                                                           const at::Tensor& counts_in,   // [G, K] int64
                                                           double threshold, int64_t max_components,
                                                           double min_count) {
-  check_cpu(active_in, "active"); check_cpu(spread_in, "spread"); check_cpu(counts_in, "counts");
+  check_backend(active_in, "active");
+  check_same_device(spread_in, "spread", active_in, "active");
+  check_same_device(counts_in, "counts", active_in, "active");
   check_dtype(active_in, at::kBool, "active"); check_dtype(counts_in, at::kLong, "counts");
   TORCH_CHECK_TYPE(spread_in.scalar_type() == at::kFloat || spread_in.scalar_type() == at::kDouble,
                    "spread must be float32 or float64, got ", spread_in.scalar_type());
@@ -82,22 +125,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> split_plan(const at::Tensor& acti
   auto src = at::empty({G, K}, counts.options());
   auto sign = at::empty({G, K}, counts.options().dtype(at::kChar));
   auto n_split = at::empty({G}, counts.options());
-  std::vector<int> st(static_cast<size_t>(G), 0);
+  auto status = at::zeros({G}, counts.options().dtype(at::kInt));
+#ifdef DGA_FAST_WITH_CUDA
+  if (active.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(active.device());
+    C10_CUDA_CHECK(dga_cuda::split_plan(active.data_ptr<uint8_t>(), spread.data_ptr<double>(),
+                                        counts.data_ptr<int64_t>(), G, K, thr, max_components, mc,
+                                        src.data_ptr<int64_t>(), sign.data_ptr<int8_t>(),
+                                        n_split.data_ptr<int64_t>(), status.data_ptr<int>(), current_stream()));
+    check_status(status, "split_plan");
+    return {src, sign, n_split};
+  }
+#endif
+  int* pst = status.data_ptr<int>();
   at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
     for (int64_t g = b; g < e; ++g)
-      st[static_cast<size_t>(g)] = static_cast<int>(dga_core::split_plan(
+      pst[g] = static_cast<int>(dga_core::split_plan(
           active.data_ptr<uint8_t>() + g * K, spread.data_ptr<double>() + g * K, counts.data_ptr<int64_t>() + g * K,
           K, thr, max_components, mc, src.data_ptr<int64_t>() + g * K, sign.data_ptr<int8_t>() + g * K,
           n_split.data_ptr<int64_t>() + g));
   });
-  check_statuses(st, "split_plan");
+  check_status(status, "split_plan");
   return {src, sign, n_split};
 }
 
 std::tuple<at::Tensor, at::Tensor> filter_plan(const at::Tensor& active_in,  // [G, K] bool
                                                const at::Tensor& mass_in,    // [G, K] float
                                                double min_size) {
-  check_cpu(active_in, "active"); check_cpu(mass_in, "mass");
+  check_backend(active_in, "active");
+  check_same_device(mass_in, "mass", active_in, "active");
   check_dtype(active_in, at::kBool, "active");
   TORCH_CHECK_TYPE(mass_in.scalar_type() == at::kFloat || mass_in.scalar_type() == at::kDouble,
                    "mass must be float32 or float64, got ", mass_in.scalar_type());
@@ -109,15 +165,35 @@ std::tuple<at::Tensor, at::Tensor> filter_plan(const at::Tensor& active_in,  // 
   auto mass = mass_in.to(at::kDouble).contiguous();
   auto keep = at::empty({G, K}, active.options());
   auto order = at::empty({G, K}, active.options().dtype(at::kLong));
-  std::vector<int> st(static_cast<size_t>(G), 0);
+  auto status = at::zeros({G}, active.options().dtype(at::kInt));
+#ifdef DGA_FAST_WITH_CUDA
+  if (active.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(active.device());
+    C10_CUDA_CHECK(dga_cuda::filter_plan(active.data_ptr<uint8_t>(), mass.data_ptr<double>(), G, K, thr,
+                                         keep.data_ptr<uint8_t>(), order.data_ptr<int64_t>(), status.data_ptr<int>(),
+                                         current_stream()));
+    check_status(status, "filter_plan");
+    return {keep.to(at::kBool), order};
+  }
+#endif
+  int* pst = status.data_ptr<int>();
   at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
     for (int64_t g = b; g < e; ++g)
-      st[static_cast<size_t>(g)] = static_cast<int>(dga_core::filter_plan(
-          active.data_ptr<uint8_t>() + g * K, mass.data_ptr<double>() + g * K, K, thr,
-          keep.data_ptr<uint8_t>() + g * K, order.data_ptr<int64_t>() + g * K));
+      pst[g] = static_cast<int>(dga_core::filter_plan(active.data_ptr<uint8_t>() + g * K,
+                                                      mass.data_ptr<double>() + g * K, K, thr,
+                                                      keep.data_ptr<uint8_t>() + g * K,
+                                                      order.data_ptr<int64_t>() + g * K));
   });
-  check_statuses(st, "filter_plan");
+  check_status(status, "filter_plan");
   return {keep.to(at::kBool), order};
+}
+
+bool built_with_cuda() {
+#ifdef DGA_FAST_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
 }
 
 }  // namespace
@@ -135,6 +211,15 @@ TORCH_LIBRARY_IMPL(dga_fast, CPU, m) {
   m.impl("filter_plan", &filter_plan);
 }
 
+#ifdef DGA_FAST_WITH_CUDA
+TORCH_LIBRARY_IMPL(dga_fast, CUDA, m) {
+  m.impl("mixture_spread", &mixture_spread);
+  m.impl("split_plan", &split_plan);
+  m.impl("filter_plan", &filter_plan);
+}
+#endif
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "dga_fast native ops (registered as torch.ops.dga_fast.*)";
+  m.def("built_with_cuda", &built_with_cuda, "whether the CUDA kernels of the ops were compiled in");
 }

@@ -1,12 +1,14 @@
-"""The C++ extension ``dga_fast._C`` (csrc/): CPU ops over the torch-free core of spread / split / filter,
-registered as ``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan}``, with their fake
-implementations for ``torch.compile``. Loaded lazily by ``dga_fast.ops``; absent when the package was
-installed with ``DGA_FAST_NO_EXT=1``."""
+"""The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
+of spread / split / filter, registered as ``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan}``,
+with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
+absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
+missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
 from __future__ import annotations
 
 import torch
 
 _LOADED: bool | None = None
+_CUDA: bool | None = None
 
 
 def available() -> bool:
@@ -22,17 +24,44 @@ def available() -> bool:
     return _LOADED
 
 
+def has_cuda() -> bool:
+    """Whether the extension was built with its CUDA kernels."""
+    global _CUDA
+    if _CUDA is None:   # cached in a module global, which torch.compile reads as a constant
+        _CUDA = False
+        if available():
+            from . import _C
+            _CUDA = bool(_C.built_with_cuda())
+    return _CUDA
+
+
+def serves(device: torch.device) -> bool:
+    """Whether the native ops have a kernel for tensors on ``device``."""
+    return available() and (device.type == "cpu" or (device.type == "cuda" and has_cuda()))
+
+
+def _same_device(**tensors: torch.Tensor) -> None:
+    """The dispatcher sends a call mixing meta and real tensors to the fake: reject it as the kernels do."""
+    (first, t0), *rest = tensors.items()
+    for name, t in rest:
+        if t.device != t0.device:
+            raise ValueError(f"{name} must be on the same device as {first} ({t0.device}), got {t.device}")
+
+
 def _register_fakes():
     @torch.library.register_fake("dga_fast::mixture_spread")
     def _spread_fake(x, labels, means):
+        _same_device(x=x, labels=labels, means=means)
         G, K = means.shape[:2]
         return means.new_empty(G, K, dtype=torch.int64), means.new_empty(G, K, dtype=torch.float32)
 
     @torch.library.register_fake("dga_fast::split_plan")
     def _split_fake(active, spread, counts, threshold, max_components, min_count):
+        _same_device(active=active, spread=spread, counts=counts)
         return (counts.new_empty(active.shape), counts.new_empty(active.shape, dtype=torch.int8),
                 counts.new_empty(active.shape[:1]))
 
     @torch.library.register_fake("dga_fast::filter_plan")
     def _filter_fake(active, mass, min_size):
+        _same_device(active=active, mass=mass)
         return active.new_empty(active.shape), active.new_empty(active.shape, dtype=torch.int64)

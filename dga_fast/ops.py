@@ -3,8 +3,9 @@
 Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``; the CPU path and the oracle of every
 kernel), ``triton`` (fused kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops:
 the HDDC E-step, the anchor shift and the skip block) and ``native`` (the C++ extension ``dga_fast._C``:
-the spread / split / filter plans on CPU tensors). ``auto`` (the default) takes Triton for CUDA tensors
-when Triton is installed, the C++ ops for CPU tensors when built, and the reference otherwise. The
+the spread / split / filter plans on CPU tensors, and on CUDA tensors in a CUDA build). ``auto`` (the default)
+takes Triton for CUDA tensors when Triton is installed, the native ops for the plans when built for the
+tensors' device, and the reference otherwise. The
 environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``, ``triton`` or ``native``) forces a
 backend everywhere; ``triton`` on CPU tensors runs the kernels in Triton's interpreter (set
 ``TRITON_INTERPRET=1`` before dga_fast is imported; slow, for tests). float64 inputs always take the
@@ -53,15 +54,16 @@ def triton_available() -> bool:
 
 
 def _use_native(t: torch.Tensor) -> bool:
-    """The C++ ops of ``dga_fast._C`` serve CPU tensors under ``auto`` (and ``native``) when built."""
+    """The ops of ``dga_fast._C`` serve CPU tensors, and CUDA tensors in a CUDA build, under ``auto`` (and
+    ``native``) when built."""
     b = backend()
-    if b not in ("auto", "native") or t.device.type != "cpu":
+    if b not in ("auto", "native"):
         return False
     from . import native
-    if b == "native" and not native.available():
-        raise RuntimeError("DGA_FAST_BACKEND=native but dga_fast._C is not built (reinstall without "
-                           "DGA_FAST_NO_EXT=1)")
-    return native.available()
+    if b == "native" and not native.serves(t.device):
+        raise RuntimeError(f"DGA_FAST_BACKEND=native but dga_fast._C has no kernels for {t.device.type} tensors "
+                           "(reinstall without DGA_FAST_NO_EXT=1 / DGA_FAST_NO_CUDA=1)")
+    return native.serves(t.device)
 
 
 def _use_triton(x: torch.Tensor) -> bool:

@@ -1,4 +1,7 @@
 """The same results on a CUDA device as on the CPU (skipped, and reported as skipped, without a GPU)."""
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -45,3 +48,22 @@ def test_model_trains_and_samples_on_cuda(tmp_path):
     assert torch.equal(imgs, again)
     loaded = AnchoredDiffusion.load(tmp_path, map_location="cuda")
     assert loaded.device.type == "cuda"
+
+
+def test_native_extension_has_cuda_kernels_and_serves_cuda_tensors(monkeypatch):
+    """Where nvcc is present the build must have compiled csrc/cuda (unless DGA_FAST_NO_CUDA=1 asked it not to),
+    and ops.py must route CUDA tensors to those kernels."""
+    from dga_fast import native, ops
+    if not native.available():
+        pytest.skip("dga_fast._C not built (DGA_FAST_NO_EXT=1)")
+    if os.environ.get("DGA_FAST_NO_CUDA") == "1" or shutil.which("nvcc") is None:
+        pytest.skip("CPU-only build requested, or no nvcc")
+    assert native.has_cuda()
+    monkeypatch.setenv("DGA_FAST_BACKEND", "native")
+    x, means = torch.randn(3, 500, 4, device="cuda"), torch.randn(3, 5, 4, device="cuda")
+    labels = torch.randint(0, 5, (3, 500), device="cuda")
+    counts, spread = ops.mixture_spread(x, labels, means)
+    assert counts.is_cuda and int(counts.sum()) == 1500
+    c_cpu, s_cpu = torch.ops.dga_fast.mixture_spread(x.cpu(), labels.cpu(), means.cpu())
+    assert torch.equal(counts.cpu(), c_cpu)
+    torch.testing.assert_close(spread.cpu(), s_cpu, rtol=1e-6, atol=1e-6)

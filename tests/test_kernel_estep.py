@@ -52,8 +52,9 @@ def test_kernel_estep_matches_oracle(shape, n_inactive, scale, dtype, seed):
     act = st.active.unsqueeze(1).expand_as(lr_o)
     torch.testing.assert_close(lr.double().cpu()[act], lr_o[act], **TOL[dtype])
     assert bool(torch.isneginf(lr.cpu()[~act]).all()), "inactive slots must get -inf log-responsibility"
-    torch.testing.assert_close(torch.logsumexp(lr.double(), -1).cpu(), torch.zeros(G, N, dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    # log-responsibilities are log p_k - ll in float32: normalised to a few ulp of |ll| (which reaches ~300 here)
+    lse = torch.logsumexp(lr.double(), -1).cpu().abs()
+    assert bool((lse <= 1e-5 + 4 * torch.finfo(torch.float32).eps * ll_o.abs()).all()), lse.max()
 
 
 @settings(max_examples=10)

@@ -14,6 +14,9 @@ from dga_fast.reference import split_filter as ref
 from helpers import random_state
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="dga_fast._C not built (DGA_FAST_NO_EXT=1)")
+# the CUDA kernels are checked where the extension was built with them and a GPU is present (tests/test_cuda.py
+# fails loudly on a GPU machine whose build lacks them)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and native.has_cuda() else [])
 
 
 def _plan_inputs(G, K, n_inactive, seed, ties):
@@ -32,39 +35,44 @@ def _plan_inputs(G, K, n_inactive, seed, ties):
     return active, spread, counts, mass
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=60)
 @given(st_.integers(1, 4), st_.integers(1, 9), st_.sampled_from([0, 1, 3, "all"]), st_.booleans(),
        st_.floats(0.0, 0.8), st_.integers(1, 9), st_.floats(0.0, 30.0), st_.integers(0, 2**16))
-def test_split_and_filter_plans_match_reference(G, K, n_inactive, ties, threshold, max_c, min_count, seed):
+def test_split_and_filter_plans_match_reference(device, G, K, n_inactive, ties, threshold, max_c, min_count,
+                                                seed):
     n_inactive = K if n_inactive == "all" else min(n_inactive, K)
-    active, spread, counts, mass = _plan_inputs(G, K, n_inactive, seed, ties)
+    active, spread, counts, mass = (t.to(device) for t in _plan_inputs(G, K, n_inactive, seed, ties))
     max_c = min(max_c, K)
     got = torch.ops.dga_fast.split_plan(active, spread, counts, threshold, max_c, min_count)
     want = ref.split_plan(active, spread, counts, threshold, max_c, min_count)
     for a, b in zip(got, want):
-        assert torch.equal(a, b.to(a.dtype)), (a, b)
+        assert a.device == active.device and torch.equal(a, b.to(a.dtype)), (a, b)
     assert bool(((active.sum(1) + got[2]) <= torch.clamp(active.sum(1), min=max_c)).all())
     keep, order = torch.ops.dga_fast.filter_plan(active, mass, min_count)
     keep_r, order_r = ref.filter_plan(active, mass, min_count)
     assert torch.equal(keep, keep_r) and torch.equal(order, order_r)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=25)
-@given(st_.integers(1, 3), st_.integers(0, 50), st_.integers(1, 7), st_.integers(1, 6), st_.integers(0, 2**16))
-def test_mixture_spread_matches_reference(G, N, K, D, seed):
+@given(st_.integers(1, 3), st_.sampled_from([0, 1, 7, 50, 300, 1031]), st_.integers(1, 7), st_.integers(1, 6),
+       st_.integers(0, 2**16))
+def test_mixture_spread_matches_reference(device, G, N, K, D, seed):
     g = torch.Generator().manual_seed(seed)
-    x, means = torch.randn(G, N, D, generator=g), torch.randn(G, K, D, generator=g)
-    labels = torch.randint(0, K, (G, N), generator=g)
+    x, means = torch.randn(G, N, D, generator=g).to(device), torch.randn(G, K, D, generator=g).to(device)
+    labels = torch.randint(0, K, (G, N), generator=g).to(device)
     c, s = torch.ops.dga_fast.mixture_spread(x, labels, means)
     c_r, s_r = ref.mixture_spread(x, labels, means)
     assert torch.equal(c, c_r)
     torch.testing.assert_close(s, s_r, rtol=1e-6, atol=1e-6)
 
 
-def test_split_and_filter_components_native_equals_reference(monkeypatch):
-    st = random_state(3, 6, 5, 2, seed=1, n_inactive=2).to(dtype=torch.float32)
-    spread, counts = torch.rand(3, 6), torch.randint(5, 50, (3, 6))
-    mass = 40 * torch.rand(3, 6)
+@pytest.mark.parametrize("device", DEVICES)
+def test_split_and_filter_components_native_equals_reference(monkeypatch, device):
+    st = random_state(3, 6, 5, 2, seed=1, n_inactive=2).to(device=device, dtype=torch.float32)
+    spread, counts = torch.rand(3, 6, device=device), torch.randint(5, 50, (3, 6), device=device)
+    mass = 40 * torch.rand(3, 6, device=device)
     monkeypatch.setenv("DGA_FAST_BACKEND", "native")
     a, na = ops.split_components(st, spread, counts, 0.2, 6, 4.5)
     f = ops.filter_components(st, mass, 10.0)
@@ -77,11 +85,20 @@ def test_split_and_filter_components_native_equals_reference(monkeypatch):
             assert torch.equal(t, getattr(y_, name)), name
 
 
-def test_native_ops_reject_bad_input():
-    x, means = torch.randn(2, 5, 3), torch.randn(2, 4, 3)
-    labels = torch.randint(0, 4, (2, 5))
-    active, spread, counts = torch.ones(2, 4, dtype=torch.bool), torch.rand(2, 4), torch.ones(2, 4, dtype=torch.long)
+@pytest.mark.parametrize("device", DEVICES)
+def test_native_ops_reject_bad_input(device):
+    x, means = torch.randn(2, 5, 3, device=device), torch.randn(2, 4, 3, device=device)
+    labels = torch.randint(0, 4, (2, 5), device=device)
+    active = torch.ones(2, 4, dtype=torch.bool, device=device)
+    spread, counts = torch.rand(2, 4, device=device), torch.ones(2, 4, dtype=torch.long, device=device)
     op = torch.ops.dga_fast
+    other = "meta" if device == "cpu" else "cpu"      # a second device: every input must share the first's
+    with pytest.raises(ValueError, match="same device"):
+        op.mixture_spread(x, labels.to(other), means)
+    with pytest.raises(ValueError, match="same device"):
+        op.split_plan(active, spread, counts.to(other), 0.1, 4, 1.0)
+    with pytest.raises(ValueError, match="same device"):
+        op.filter_plan(active.to(other), spread, 1.0)
     with pytest.raises(TypeError, match="x must be"):
         op.mixture_spread(x.double(), labels, means)
     with pytest.raises(TypeError, match="labels must be"):
@@ -110,9 +127,11 @@ def test_native_ops_reject_bad_input():
         op.filter_plan(active[:, :0], spread[:, :0], 1.0)
 
 
-def test_fuzz_never_crashes_the_process():
-    """Many malformed calls in a child process: each must raise a Python exception, never kill the process."""
-    code = textwrap.dedent("""
+@pytest.mark.parametrize("device", DEVICES)
+def test_fuzz_never_crashes_the_process(device):
+    """Many malformed calls in a child process (wrong dtypes, ranks, sizes, devices, NaN / Inf, out-of-range
+    labels, transposed tensors): each must raise a Python exception or return, never kill the process."""
+    code = f"device, other = {device!r}, {'meta' if device == 'cpu' else 'cpu'!r}\n" + textwrap.dedent("""
         import random, torch
         import dga_fast.native as n
         assert n.available()
@@ -126,7 +145,7 @@ def test_fuzz_never_crashes_the_process():
                 x.view(-1)[0] = float(rng.choice(["nan", "inf"])) if x.numel() else 0
             if x.dim() > 1 and rng.random() < 0.3:
                 x = x.transpose(0, 1)
-            return x
+            return x.to(other if rng.random() < 0.1 else device)
         def shape():
             return tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 4)))
         raised = ok = 0
@@ -143,6 +162,8 @@ def test_fuzz_never_crashes_the_process():
                 ok += 1
             except (ValueError, TypeError, RuntimeError, IndexError):
                 raised += 1
+        if device == "cuda":
+            torch.cuda.synchronize()   # an asynchronous kernel fault would surface here
         print("calls", ok + raised, "raised", raised)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
