@@ -64,22 +64,28 @@ std::tuple<at::Tensor, at::Tensor> mixture_spread(const at::Tensor& x_in,       
                     means_in.size(2) == D, "sizes disagree: x ", x_in.sizes(), ", labels ", labels_in.sizes(),
                     ", means ", means_in.sizes());
   TORCH_CHECK_VALUE(K >= 1 && D >= 1, "means must have K >= 1 slots and D >= 1 dims, got ", means_in.sizes());
-  TORCH_CHECK_VALUE(at::isfinite(x_in).all().item<bool>(), "x contains NaN or Inf values");
-  TORCH_CHECK_VALUE(at::isfinite(means_in).all().item<bool>(), "means contains NaN or Inf values");
   auto x = x_in.contiguous(), labels = labels_in.contiguous(), means = means_in.contiguous();
   auto counts = at::zeros({G, K}, x.options().dtype(at::kLong));
 #ifdef DGA_FAST_WITH_CUDA
   if (x.is_cuda()) {
     const c10::cuda::CUDAGuard guard(x.device());
-    TORCH_CHECK_VALUE(N == 0 || !at::logical_or(labels < 0, labels >= K).any().item<bool>(), "mixture_spread: ",
-                      dga_core::status_message(dga_core::Status::kBadLabel));
     auto sums = at::zeros({G, K}, x.options().dtype(at::kDouble));
+    auto flags = at::zeros({1}, x.options().dtype(at::kInt));   // the kernel checks labels and x as it reads them
     C10_CUDA_CHECK(dga_cuda::mixture_spread(x.data_ptr<float>(), labels.data_ptr<int64_t>(), means.data_ptr<float>(),
                                             G, N, K, D, counts.data_ptr<int64_t>(), sums.data_ptr<double>(),
-                                            current_stream()));
+                                            flags.data_ptr<int>(), current_stream()));
+    const int kBadMeans = 4;
+    flags.bitwise_or_(at::isfinite(means).logical_not().any().to(at::kInt) * kBadMeans);
+    const int f = flags.item<int>();   // the op's one synchronisation
+    TORCH_CHECK_VALUE(!(f & dga_cuda::kNonFiniteX), "x contains NaN or Inf values");
+    TORCH_CHECK_VALUE(!(f & kBadMeans), "means contains NaN or Inf values");
+    TORCH_CHECK_VALUE(!(f & dga_cuda::kBadLabel), "mixture_spread: ",
+                      dga_core::status_message(dga_core::Status::kBadLabel));
     return {counts, (sums / counts.clamp_min(1).to(at::kDouble)).to(at::kFloat)};   // as the core's division
   }
 #endif
+  TORCH_CHECK_VALUE(at::isfinite(x).all().item<bool>(), "x contains NaN or Inf values");
+  TORCH_CHECK_VALUE(at::isfinite(means).all().item<bool>(), "means contains NaN or Inf values");
   auto spread = at::zeros({G, K}, x.options().dtype(at::kDouble));
   auto status = at::zeros({G}, x.options().dtype(at::kInt));
   const float* px = x.data_ptr<float>();

@@ -10,11 +10,15 @@
 
 namespace dga_cuda {
 
+// Bits of the spread kernel's flags: what it found wrong while reading the data (those points are skipped).
+constexpr int kBadLabel = 1;     // a label outside [0, K)
+constexpr int kNonFiniteX = 2;   // a NaN or Inf in x
+
 // Segmented reduction over N: per (group, slot) the number of hard-assigned points and the sum of their
-// distances to the slot's mean. x [G, N, D], labels [G, N] in [0, K), means [G, K, D] -> counts [G, K] and
-// sums [G, K], both zero on entry.
+// distances to the slot's mean. x [G, N, D], labels [G, N], means [G, K, D] -> counts [G, K] and sums [G, K],
+// both zero on entry, and flags [1] (zero on entry; the bits above).
 cudaError_t mixture_spread(const float* x, const int64_t* labels, const float* means, int64_t G, int64_t N,
-                           int64_t K, int64_t D, int64_t* counts, double* sums, cudaStream_t stream);
+                           int64_t K, int64_t D, int64_t* counts, double* sums, int* flags, cudaStream_t stream);
 
 // dga_core::split_plan, one thread per group: active, spread, counts [G, K] -> src, sign [G, K], n_split and
 // status [G].

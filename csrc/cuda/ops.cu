@@ -22,7 +22,9 @@ __global__ void spread_kernel(const float* __restrict__ x,         // [G, N, D]
                               const float* __restrict__ means,     // [G, K, D]
                               int64_t N, int64_t K, int64_t D, int64_t blocks_per_group, bool use_shared,
                               unsigned long long* __restrict__ counts,  // [G, K]
-                              double* __restrict__ sums) {              // [G, K]
+                              double* __restrict__ sums,                // [G, K]
+                              int* __restrict__ flags) {                // [1] kBadLabel | kNonFiniteX
+
   extern __shared__ double s_sum[];                                     // [K] then the counts [K]
   unsigned long long* s_cnt = reinterpret_cast<unsigned long long*>(s_sum + (use_shared ? K : 0));
   const int64_t g = blockIdx.x / blocks_per_group;
@@ -43,6 +45,16 @@ __global__ void spread_kernel(const float* __restrict__ x,         // [G, N, D]
   const float* p_mean = means + g * K * D;
   for (int64_t i = chunk * blockDim.x + threadIdx.x; i < N; i += blocks_per_group * blockDim.x) {
     const int64_t k = p_lab[i];
+    if (k < 0 || k >= K) {   // validated here, in the one pass over the data, instead of a pass of its own
+      atomicOr(flags, kBadLabel);
+      continue;
+    }
+    bool finite = true;
+    for (int64_t d = 0; d < D; ++d) finite = finite && isfinite(p_x[i * D + d]);
+    if (!finite) {
+      atomicOr(flags, kNonFiniteX);
+      continue;
+    }
     // float32 distance, double sum: as the CPU op (and bitwise the same per point)
     const double dist = sqrt(static_cast<double>(dga_core::sq_distance(p_x + i * D, p_mean + k * D, D)));
     atomicAdd(acc_sum + k, dist);
@@ -90,7 +102,7 @@ unsigned int group_blocks(int64_t G) { return static_cast<unsigned int>((G + 127
 }  // namespace
 
 cudaError_t mixture_spread(const float* x, const int64_t* labels, const float* means, int64_t G, int64_t N,
-                           int64_t K, int64_t D, int64_t* counts, double* sums, cudaStream_t stream) {
+                           int64_t K, int64_t D, int64_t* counts, double* sums, int* flags, cudaStream_t stream) {
   if (G == 0 || N == 0) return cudaSuccess;
   int device = 0, sms = 0;
   cudaError_t err = cudaGetDevice(&device);
@@ -102,7 +114,8 @@ cudaError_t mixture_spread(const float* x, const int64_t* labels, const float* m
   const bool use_shared = K <= kMaxSharedSlots;
   const size_t smem = use_shared ? static_cast<size_t>(K) * (sizeof(double) + sizeof(unsigned long long)) : 0;
   spread_kernel<<<static_cast<unsigned int>(G * blocks_per_group), kThreads, smem, stream>>>(
-      x, labels, means, N, K, D, blocks_per_group, use_shared, reinterpret_cast<unsigned long long*>(counts), sums);
+      x, labels, means, N, K, D, blocks_per_group, use_shared, reinterpret_cast<unsigned long long*>(counts), sums,
+      flags);
   return cudaGetLastError();
 }
 
