@@ -13,7 +13,12 @@ from setuptools import find_packages, setup
 def _extensions():
     """dga_fast._C from csrc/: a CUDAExtension (CPU and CUDA kernels) when torch has CUDA and nvcc is found, else
     a CppExtension (CPU kernels). DGA_FAST_NO_CUDA=1 forces the CPU-only build; DGA_FAST_NO_EXT=1 skips the
-    extension (the PyTorch references then serve every op)."""
+    extension (the PyTorch references then serve every op).
+
+    Build with the compiler whose runtime libraries (libgcc_s, libstdc++) the Python process loads, normally the
+    system's: an extension linked by a separate toolchain (seen: CXX=/opt/gcc/bin/g++ on a GPU machine) loads
+    and computes, but crashes the process the first time it raises an error. tests/test_native.py's fuzz test
+    catches that; rebuild with CXX=/usr/bin/g++ CC=/usr/bin/gcc LDSHARED="/usr/bin/gcc -shared"."""
     if os.environ.get("DGA_FAST_NO_EXT") == "1":
         return [], {}
     import torch
