@@ -7,6 +7,7 @@ import time
 import torch
 from torch import nn
 
+from . import distributed as dist_
 from . import ops
 from ._validation import (check_choice, check_float_tensor, check_not_constant, check_positive_float,
                           check_positive_int)
@@ -127,45 +128,77 @@ class DynamicGaussianAnchoring(nn.Module):
 
     # ------------------------------------------------------------------ refit
     @torch.no_grad()
-    def refit(self, tokens: torch.Tensor) -> "DynamicGaussianAnchoring":  # tokens [N, U, Dc]
-        """Fit the mixtures of all units on ``tokens [N, U, Dc]`` (see the class docstring)."""
+    def refit(self, tokens: torch.Tensor,  # [N, U, Dc]
+              distributed: bool | None = None) -> "DynamicGaussianAnchoring":
+        """Fit the mixtures of all units on ``tokens [N, U, Dc]`` (see the class docstring).
+
+        ``distributed`` (default: whether a ``torch.distributed`` group of more than one rank is initialised):
+        ``tokens`` is this rank's share, and the mixtures are fitted to all ranks' tokens together, as one
+        process would fit them to the ranks' tokens concatenated in rank order, without moving tokens between
+        ranks (``dga_fast.distributed``). Every rank must call it; all end with the same buffers."""
         self._check_tokens(tokens)
-        N = tokens.shape[0]
+        if distributed is None:
+            distributed = dist_.is_active()
+        R = dist_.Reducer() if distributed else dist_.LOCAL
+        n_local = tokens.shape[0]
+        sizes = R.sizes(n_local)
+        N, offset = sum(sizes), sum(sizes[:R.rank])
         if N < max(self.init_components, 2):
-            raise ValueError(f"tokens has {N} samples, fewer than init_components={self.init_components}")
+            raise ValueError(f"tokens has {N} samples{' over all ranks' if R.world > 1 else ''}, fewer than "
+                             f"init_components={self.init_components}")
         dt = torch.float64 if tokens.dtype == torch.float64 else torch.float32
         x = tokens.detach().to(device=self.mix_means.device, dtype=dt).transpose(0, 1).contiguous()
-        check_not_constant("tokens", x, group_dim_name="latent unit")
+        if R.world == 1:
+            check_not_constant("tokens", x, group_dim_name="latent unit")
         t0 = time.perf_counter()
-        shift = x.mean(1)                                                  # [U, Dc]
+        if R.world == 1:
+            shift = x.mean(1)                                              # [U, Dc]
+        else:
+            shift = R.sum(x.sum(1)) / N
         x = x - shift.unsqueeze(1)
-        scale = (x.square().sum(-1).mean(1) / self.unit_dim).sqrt()        # [U]
+        scale = (R.sum(x.square().sum(-1).sum(1)) / (N * self.unit_dim)).sqrt()   # [U]
+        if R.world > 1 and not bool((scale > 0).all()):
+            bad = torch.nonzero(~(scale > 0)).flatten().tolist()
+            raise ValueError(f"tokens is constant (zero variance) over all ranks for latent unit {bad[:8]}; "
+                             "a mixture cannot be fitted to constant data")
         x = x / scale[:, None, None]
         U = self.num_units
         floor = torch.full((U,), self.noise_floor, dtype=dt, device=x.device)
         gen = torch.Generator().manual_seed(self.seed)
-        # the structure search runs on a seeded random subset; the final EM on every token
+        # the structure search runs on a seeded random subset (the same global rows whatever the number of
+        # ranks, in their global order); the final EM on every token
         S = N if self.search_samples is None else min(N, self.search_samples)
-        xs = x[:, torch.randperm(N, generator=gen)[:S].to(x.device)] if S < N else x
+        if S < N:
+            pick = torch.randperm(N, generator=gen)[:S].sort().values - offset
+            pick = pick[(pick >= 0) & (pick < n_local)]
+            xs = x[:, pick.to(x.device)]
+        else:
+            xs = x
+        s_offset = R.sizes(xs.shape[1])[:R.rank]
+        s_offset = sum(s_offset)
         n_stages = 3 + self.max_split_rounds + (1 if self.merge else 0) + 1
-        timer = _StageTimer(n_stages, self.progress)
+        timer = _StageTimer(n_stages, self.progress and R.rank == 0)
         info = {"n_split": torch.zeros(U, dtype=torch.int64), "n_merged": torch.zeros(U, dtype=torch.int64),
-                "em_iters": 0, "search_samples": S, "stages": timer.stages}
+                "em_iters": 0, "search_samples": S, "stages": timer.stages, "world_size": R.world}
 
         def em(state, data):
-            res = fit_em(data, state, self.cfg, floor, max_iter=self.em_iters, tol=self.tol)
+            res = fit_em(data, state, self.cfg, floor, max_iter=self.em_iters, tol=self.tol, reducer=R)
             info["em_iters"] += int(res.n_iter.max())
             return res
 
-        labels = initial_partition(xs, self.init_components, "kmeans++", gen)
-        state = init_state(xs, labels, self.init_components, self.cfg, floor)
+        labels = initial_partition(xs, self.init_components, "kmeans++", gen, reducer=R, offset=s_offset)
+        state = init_state(xs, labels, self.init_components, self.cfg, floor, reducer=R)
         timer.done("init")
         res = em(state, xs)
         timer.done("em")
-        unit_spread = xs.norm(dim=-1).mean(1)                              # [U]
+        unit_spread = R.sum(xs.norm(dim=-1).sum(1)) / S                     # [U]
         for _ in range(self.max_split_rounds):
             state = res.state.resize(self.max_components)
             counts, spread = ops.mixture_spread(xs, res.log_resp.argmax(-1), state.means)
+            if R.world > 1:   # per-rank means of distances -> global: sum the sums and the counts
+                sums = R.sum(spread.to(torch.float64) * counts)
+                counts = R.sum(counts)
+                spread = (sums / counts.clamp_min(1)).to(spread.dtype)
             state, n_split = ops.split_components(state, spread / unit_spread.unsqueeze(1), counts,
                                                   self.split_threshold, self.max_components,
                                                   2 * self.min_cluster_size * S / N)
@@ -175,7 +208,7 @@ class DynamicGaussianAnchoring(nn.Module):
             info["n_split"] += n_split.cpu()
             res = em(state.resize(state.used_slots()), xs)
             timer.done("split+em")
-        mass = responsibilities(res.log_resp).sum(1) * (N / S)              # [U, K] in tokens of x
+        mass = R.sum(responsibilities(res.log_resp).sum(1)) * (N / S)        # [U, K] in tokens of x
         state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
         state = state.resize(state.used_slots())
         timer.done("filter")
@@ -186,7 +219,7 @@ class DynamicGaussianAnchoring(nn.Module):
             state = state.resize(state.used_slots())
             timer.done("merge")
         res = em(state, x)
-        mass = responsibilities(res.log_resp).sum(1)
+        mass = R.sum(responsibilities(res.log_resp).sum(1))
         state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
         timer.done("final em")
         timer.close()

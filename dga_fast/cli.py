@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from . import distributed as dist_
+
 DATASETS = ("synthetic-shapes", "shapes3d", "mpi3d-toy", "cars3d", "celeba", "folder")
 
 
@@ -60,15 +62,28 @@ def cmd_train(args) -> int:
                 train_cfg[key] = getattr(args, flag)
         data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": model_cfg["image_size"]}
     train_cfg["progress"] = not args.no_progress
-    dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
-    torch.manual_seed(train_cfg["seed"])
-    model = AnchoredDiffusion(**model_cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    hist = fit(model, dataset, out, TrainConfig(**train_cfg), resume=args.resume,
-               run_info={"dataset": data_cfg})
-    last = hist["losses"][-1][1] if hist["losses"] else float("nan")
-    print(f"trained to step {hist['step']} (last loss {last:.4f}); refits at {hist['refit_steps']}; "
-          f"checkpoints in {out / 'checkpoints'}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available")
+    # under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU), one GPU per rank
+    distributed = dist_.init_from_env(device)
+    device = dist_.local_device(device)
+    try:
+        dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
+        torch.manual_seed(train_cfg["seed"])
+        model = AnchoredDiffusion(**model_cfg).to(device)
+        if dist_.rank() == 0:
+            out.mkdir(parents=True, exist_ok=True)
+        hist = fit(model, dataset, out, TrainConfig(**train_cfg), resume=args.resume,
+                   run_info={"dataset": data_cfg})
+        last = hist["losses"][-1][1] if hist["losses"] else float("nan")
+        if dist_.rank() == 0:
+            print(f"trained to step {hist['step']} (last loss {last:.4f}); refits at {hist['refit_steps']}; "
+                  f"{dist_.world_size()} rank(s), global batch {train_cfg['batch_size'] * dist_.world_size()}; "
+                  f"checkpoints in {out / 'checkpoints'}")
+    finally:
+        if distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 
@@ -157,6 +172,8 @@ def main(argv=None) -> int:
     t.add_argument("--no-anchoring", action="store_true", help="EncDiff baseline: no DyGA")
     t.add_argument("--skip-dropout", type=float, help="skip dropout rate (0 disables)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available); under torchrun every "
+                                    "rank takes the GPU of its LOCAL_RANK")
     for name, helptext in (("sample", "sample images from encoded dataset images"),
                            ("interchange", "swap latent units between images")):
         s = sub.add_parser(name, help=helptext)
@@ -220,6 +237,11 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if not str(e).startswith("rank "):
+            raise
+        print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)   # a distributed run that lost a rank
+        return 1
 
 
 if __name__ == "__main__":

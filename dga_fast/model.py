@@ -140,13 +140,21 @@ class AnchoredDiffusion(nn.Module):
     @torch.no_grad()
     def refit_anchors(self, data) -> "AnchoredDiffusion":
         """Refit the DyGA mixtures (if anchoring is on) and the per-unit principal directions on the
-        tokens of ``data`` (images or batches, see ``collect_tokens``)."""
+        tokens of ``data`` (images or batches, see ``collect_tokens``). Under ``torch.distributed`` (more than
+        one rank) ``data`` is this rank's share and both are fitted to all ranks' tokens (every rank calls it)."""
+        from . import distributed as dist_
         tokens = self.collect_tokens(data)
+        R = dist_.Reducer() if dist_.is_active() else dist_.LOCAL
         if self.anchoring is not None:
-            self.anchoring.refit(tokens)
-        mean = tokens.mean(0)                                                # [U, Dc]
-        _, _, vh = torch.linalg.svd((tokens - mean).transpose(0, 1), full_matrices=False)
-        direction = vh[:, 0]                                                 # [U, Dc]
+            self.anchoring.refit(tokens, distributed=R.world > 1)
+        if R.world == 1:
+            mean = tokens.mean(0)                                            # [U, Dc]
+            _, _, vh = torch.linalg.svd((tokens - mean).transpose(0, 1), full_matrices=False)
+            direction = vh[:, 0]                                             # [U, Dc]
+        else:   # this rank's tokens: the leading direction of the covariance summed over the ranks
+            mean = R.sum(tokens.sum(0)) / R.sum_int(tokens.shape[0])
+            xc = (tokens - mean).transpose(0, 1).double()                    # [U, n, Dc]
+            direction = torch.linalg.eigh(R.sum(xc.transpose(1, 2) @ xc))[1][..., -1].to(tokens.dtype)
         # orient each direction so that it increases with the unit's scalar (a stable sign)
         self.pc_mean.copy_(mean)
         self.pc_dir.copy_(direction * torch.sign(direction.sum(-1, keepdim=True) + 1e-12))

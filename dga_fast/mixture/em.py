@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..distributed import LOCAL, Reducer
 from .mstep import MStepConfig, m_step
 from .state import MixtureState
 
@@ -33,12 +34,15 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
            state: MixtureState,
            cfg: MStepConfig,
            floor: torch.Tensor,   # [G]
-           *, max_iter: int = 100, tol: float = 1e-4) -> EMResult:
+           *, max_iter: int = 100, tol: float = 1e-4, reducer: Reducer = LOCAL) -> EMResult:
     """Alternate E- and M-steps. A group stops when ``|ΔLL| / (1 + |LL|) < tol`` (LL = mean per-sample
     log-likelihood) or after ``max_iter`` M-steps; stopped groups keep their parameters and drop out of
     the E- and M-steps. The returned parameters are those the last E-step (and so ``log_likelihood`` and
-    ``log_resp``) was computed with."""
+    ``log_resp``) was computed with. With a ``reducer`` of several ranks, ``x`` is this rank's share of the
+    samples: E-steps run locally, the M-step's statistics and the log-likelihood are summed over the ranks, and
+    ``log_resp`` holds this rank's samples."""
     G, N, _ = x.shape
+    n_total = reducer.sum_int(N)
     ll_out = torch.full((G,), float("nan"), dtype=torch.float64, device=x.device)
     ll_prev = ll_out.clone()
     n_iter = torch.zeros(G, dtype=torch.int64, device=x.device)
@@ -53,7 +57,8 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
         if log_resp_out is None or log_resp_out.shape[-1] != log_resp.shape[-1]:
             log_resp_out = torch.empty(G, N, log_resp.shape[-1], dtype=log_resp.dtype, device=x.device)
         log_resp_out[todo] = log_resp
-        LL = ll.to(torch.float64).mean(1)
+        LL = (ll.to(torch.float64).mean(1) if reducer.world == 1
+              else reducer.sum(ll.to(torch.float64).sum(1)) / n_total)
         ll_out[todo] = LL
         prev = ll_prev[todo]
         done = (LL - prev).abs() < tol * (1.0 + LL.abs())   # NaN prev (first pass) -> False
@@ -63,11 +68,12 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
             break
         nxt = todo[go]
         if full and bool(go.all()):
-            state = m_step(x, responsibilities(log_resp), cfg, floor, prev_active=state.active)
+            state = m_step(x, responsibilities(log_resp), cfg, floor, prev_active=state.active, reducer=reducer,
+                           n_total=n_total)
         else:
             sel = go.nonzero().squeeze(1)
             new = m_step(xs[sel], responsibilities(log_resp[sel]), cfg, floor[nxt],
-                         prev_active=sub.active[sel])
+                         prev_active=sub.active[sel], reducer=reducer, n_total=n_total)
             state = state.scatter_groups(nxt, new)
         n_iter[nxt] += 1
         ll_prev[nxt] = LL[go]
@@ -77,7 +83,7 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
 
 
 def init_state(x: torch.Tensor, labels: torch.Tensor, K: int, cfg: MStepConfig,
-               floor: torch.Tensor) -> MixtureState:
+               floor: torch.Tensor, *, reducer: Reducer = LOCAL) -> MixtureState:
     """Parameters from a hard partition ``labels [G, N]`` (one M-step on one-hot responsibilities)."""
     resp = torch.nn.functional.one_hot(labels, K).to(x.dtype)
-    return m_step(x, resp, cfg, floor)
+    return m_step(x, resp, cfg, floor, reducer=reducer)

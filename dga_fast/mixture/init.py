@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from ..distributed import LOCAL, Reducer, global_rows
+
 
 def sq_dist(x: torch.Tensor,  # [G, N, D]
             c: torch.Tensor   # [G, M, D]
@@ -19,60 +21,94 @@ def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def kmeans_plusplus(x: torch.Tensor,  # [G, N, D]
+def _sample_proportional(w: torch.Tensor,   # [G, n] float64 weights of this rank's rows
+                         L: int, generator: torch.Generator, reducer: Reducer, offset: int) -> torch.Tensor:
+    """``L`` global row indices per group drawn with replacement with probability proportional to ``w`` over the
+    rows of all ranks in rank order (uniform for a group whose weights are all 0), by inverse CDF: one uniform
+    draw per sample, and the rank holding that stretch of the cumulative sum names the row."""
+    G, n = w.shape
+    zero = w.sum(1) <= 0
+    if reducer.world > 1:
+        zero = reducer.sum(zero.to(torch.int64)) == reducer.world      # all ranks' weights are 0
+    w = torch.where(zero.unsqueeze(1), torch.ones_like(w), w)
+    local_tot = w.sum(1)                                                # [G]
+    if reducer.world == 1:
+        prefix, total = torch.zeros_like(local_tot), local_tot
+    else:
+        tots = torch.zeros(reducer.world, G, dtype=w.dtype, device=w.device)
+        tots[reducer.rank] = local_tot
+        tots = reducer.sum(tots)                                        # [W, G]
+        prefix, total = tots[:reducer.rank].sum(0), tots.sum(0)
+    u = torch.rand(G, L, generator=generator, device=generator.device, dtype=torch.float64).to(w.device)
+    u = torch.minimum(u * total.unsqueeze(1), torch.nextafter(total, torch.zeros_like(total)).unsqueeze(1))
+    if n == 0:
+        return reducer.sum(torch.zeros(G, L, dtype=torch.int64, device=w.device))
+    cdf = w.cumsum(1) + prefix.unsqueeze(1)                             # [G, n]
+    pos = torch.searchsorted(cdf, u.contiguous(), right=True).clamp_max(n - 1)
+    if reducer.world == 1:
+        return pos
+    mine = (u >= prefix.unsqueeze(1)) & (u < (prefix + local_tot).unsqueeze(1))
+    return reducer.sum(torch.where(mine, pos + offset, torch.zeros_like(pos)))
+
+
+def kmeans_plusplus(x: torch.Tensor,  # [G, n, D]
                     K: int, generator: torch.Generator,
-                    n_local_trials: int | None = None) -> torch.Tensor:  # [G, K, D]
+                    n_local_trials: int | None = None, *, reducer: Reducer = LOCAL,
+                    offset: int = 0) -> torch.Tensor:  # [G, K, D]
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with ``2 + ⌊ln K⌋`` local trials per
     centre as in scikit-learn), batched over groups; deterministic under ``generator``. The loop runs over
-    the K seeds only (each step is batched over groups and candidates)."""
-    G, N, D = x.shape
+    the K seeds only (each step is batched over groups and candidates). With a ``reducer`` of several ranks,
+    ``x`` is this rank's share of the rows (starting at global row ``offset``) and the seeds are those the same
+    call would pick on all ranks' rows concatenated in rank order."""
+    G, n, D = x.shape
+    N = reducer.sum_int(n)
     L = n_local_trials or 2 + int(math.log(K))
     first = torch.randint(N, (G, 1), generator=generator, device=generator.device).to(x.device)
-    centers = [_gather_rows(x, first)]
-    closest = sq_dist(x, centers[0]).squeeze(-1)                            # [G, N]
+    centers = [global_rows(x, first, offset, reducer)]
+    closest = sq_dist(x, centers[0]).squeeze(-1)                            # [G, n]
     for _ in range(1, K):
-        total = closest.sum(1, keepdim=True)
-        probs = torch.where(total > 0, closest, torch.ones_like(closest))  # all points covered: uniform
-        cand = torch.multinomial(probs.to(torch.float64).cpu(), L, replacement=True, generator=generator)
-        cand_x = _gather_rows(x, cand.to(x.device))                         # [G, L, D]
-        new_closest = torch.minimum(closest.unsqueeze(-1), sq_dist(x, cand_x))   # [G, N, L]
-        best = new_closest.sum(1).argmin(1)                                 # [G]
+        cand = _sample_proportional(closest.to(torch.float64), L, generator, reducer, offset)
+        cand_x = global_rows(x, cand, offset, reducer)                      # [G, L, D]
+        new_closest = torch.minimum(closest.unsqueeze(-1), sq_dist(x, cand_x))   # [G, n, L]
+        best = reducer.sum(new_closest.sum(1, dtype=torch.float64)).argmin(1)   # [G]
         centers.append(cand_x[torch.arange(G, device=x.device), best].unsqueeze(1))
         closest = new_closest[torch.arange(G, device=x.device), :, best]
     return torch.cat(centers, dim=1)
 
 
-def lloyd(x: torch.Tensor,        # [G, N, D]
+def lloyd(x: torch.Tensor,        # [G, n, D]
           centers: torch.Tensor,  # [G, K, D]
-          max_iter: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+          max_iter: int = 10, *, reducer: Reducer = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched Lloyd iterations; an emptied cluster keeps its previous centre. Returns
-    ``(labels [G, N], centers [G, K, D])``."""
+    ``(labels [G, n], centers [G, K, D])``. With a ``reducer``, counts and sums are summed over the ranks and
+    the iterations stop when no rank's labels changed."""
     G, N, D = x.shape
     K = centers.shape[1]
     labels = sq_dist(x, centers).argmin(-1)
     for _ in range(max_iter):
-        counts = torch.zeros(G, K, dtype=x.dtype, device=x.device).scatter_add_(
-            1, labels, torch.ones_like(labels, dtype=x.dtype))
-        sums = torch.zeros_like(centers).scatter_add_(1, labels.unsqueeze(-1).expand(-1, -1, D), x)
+        counts = reducer.sum(torch.zeros(G, K, dtype=x.dtype, device=x.device).scatter_add_(
+            1, labels, torch.ones_like(labels, dtype=x.dtype)))
+        sums = reducer.sum(torch.zeros_like(centers).scatter_add_(1, labels.unsqueeze(-1).expand(-1, -1, D), x))
         centers = torch.where(counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centers)
         new = sq_dist(x, centers).argmin(-1)
-        if torch.equal(new, labels):
+        if reducer.sum_int(not torch.equal(new, labels)) == 0:
             break
         labels = new
     return labels, centers
 
 
 def initial_partition(x: torch.Tensor, K: int, method: str, generator: torch.Generator,
-                      lloyd_iters: int = 10) -> torch.Tensor:
-    """Hard labels ``[G, N]`` to start EM from: ``"kmeans++"`` (seeding + Lloyd) or ``"random"``
-    (K random points as centres + Lloyd)."""
-    G, N, _ = x.shape
+                      lloyd_iters: int = 10, *, reducer: Reducer = LOCAL, offset: int = 0) -> torch.Tensor:
+    """Hard labels ``[G, n]`` to start EM from: ``"kmeans++"`` (seeding + Lloyd) or ``"random"``
+    (K random points as centres + Lloyd). ``reducer`` / ``offset``: see ``kmeans_plusplus``."""
+    G = x.shape[0]
     if method == "kmeans++":
-        centers = kmeans_plusplus(x, K, generator)
+        centers = kmeans_plusplus(x, K, generator, reducer=reducer, offset=offset)
     elif method == "random":
+        N = reducer.sum_int(x.shape[1])
         idx = torch.rand(G, N, generator=generator).argsort(1)[:, :K].to(x.device)
-        centers = _gather_rows(x, idx)
+        centers = global_rows(x, idx, offset, reducer)
     else:
         raise ValueError(f"init must be 'kmeans++' or 'random', got {method!r}")
-    labels, _ = lloyd(x, centers, lloyd_iters)
+    labels, _ = lloyd(x, centers, lloyd_iters, reducer=reducer)
     return labels

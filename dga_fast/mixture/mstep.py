@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..distributed import LOCAL, Reducer
 from .dims import bic_dims, cattell_dims
 from .state import MixtureState
 
@@ -83,15 +84,19 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
            resp: torch.Tensor,        # [G, N, K]
            cfg: MStepConfig,
            floor: torch.Tensor,       # [G] variance floor (noise_floor × data scale)
-           prev_active: torch.Tensor | None = None) -> MixtureState:  # [G, K]
+           prev_active: torch.Tensor | None = None,  # [G, K]
+           *, reducer: Reducer = LOCAL, n_total: int | None = None) -> MixtureState:
     """One M-step. Components whose soft mass is below ``cfg.min_mass`` (or that were inactive) are
     deactivated and the weights of the others renormalised; every group keeps at least its heaviest
     component, so no group is ever left empty and nothing becomes NaN. Only active components are
-    eigendecomposed."""
+    eigendecomposed. With a ``reducer`` of several ranks (``x``: this rank's samples, ``n_total``: all ranks'),
+    the sufficient statistics are summed over the ranks: the mass and first moment, then the second moment
+    centred at the global means; every rank then derives the same parameters from the same sums."""
     G, N, D = x.shape
     K = resp.shape[-1]
     dt = x.dtype
-    nk = resp.sum(1)                                                     # [G,K]
+    N = n_total if n_total is not None else reducer.sum_int(N)
+    nk = reducer.sum(resp.sum(1))                                        # [G,K]
     active = nk >= cfg.min_mass
     if prev_active is not None:
         active &= prev_active
@@ -99,8 +104,8 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     active |= heaviest & ~active.any(1, keepdim=True)
     resp = resp * active.unsqueeze(1).to(dt)
     safe_nk = torch.where(active, nk, torch.ones_like(nk)).clamp_min(torch.finfo(dt).tiny)
-    means = (resp.transpose(1, 2) @ x) / safe_nk.unsqueeze(-1)          # [G,K,D]
-    W = scatter_matrices(x, resp, means) / safe_nk[..., None, None]
+    means = reducer.sum(resp.transpose(1, 2) @ x) / safe_nk.unsqueeze(-1)          # [G,K,D]
+    W = reducer.sum(scatter_matrices(x, resp, means)) / safe_nk[..., None, None]
     W = 0.5 * (W + W.transpose(-1, -2))
     evals = torch.ones(G, K, D, dtype=dt, device=x.device)
     evecs = torch.eye(D, dtype=dt, device=x.device).expand(G, K, D, D).clone()
