@@ -174,8 +174,7 @@ class DynamicGaussianAnchoring(nn.Module):
             xs = x[:, pick.to(x.device)]
         else:
             xs = x
-        s_offset = R.sizes(xs.shape[1])[:R.rank]
-        s_offset = sum(s_offset)
+        s_offset = sum(R.sizes(xs.shape[1])[:R.rank])                      # this rank's first subset row
         n_stages = 3 + self.max_split_rounds + (1 if self.merge else 0) + 1
         timer = _StageTimer(n_stages, self.progress and R.rank == 0)
         info = {"n_split": torch.zeros(U, dtype=torch.int64), "n_merged": torch.zeros(U, dtype=torch.int64),

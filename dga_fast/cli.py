@@ -237,10 +237,8 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        if not str(e).startswith("rank "):
-            raise
-        print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)   # a distributed run that lost a rank
+    except dist_.RankStopped as e:   # a distributed run that lost a rank
+        print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)
         return 1
 
 

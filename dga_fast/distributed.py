@@ -115,6 +115,11 @@ class Reducer:
 LOCAL = Reducer(enabled=False)
 
 
+class RankStopped(RuntimeError):
+    """A data-parallel run stopped on this rank (a collective failed: another rank died or timed out), with
+    the rank, the step and what to do next in the message."""
+
+
 def global_rows(x: torch.Tensor,     # [G, n, D] this rank's rows
                 idx: torch.Tensor,   # [G, M] int64 global row indices
                 offset: int, reducer: Reducer) -> torch.Tensor:  # [G, M, D]
@@ -132,5 +137,5 @@ def global_rows(x: torch.Tensor,     # [G, n, D] this rank's rows
     return reducer.sum(torch.where(mine.unsqueeze(-1), rows, torch.zeros_like(rows)))
 
 
-__all__ = ["Reducer", "LOCAL", "init_from_env", "is_active", "rank", "world_size", "local_device", "timeout",
-           "global_rows", "ENV_TIMEOUT"]
+__all__ = ["Reducer", "LOCAL", "RankStopped", "init_from_env", "is_active", "rank", "world_size", "local_device",
+           "timeout", "global_rows", "ENV_TIMEOUT"]

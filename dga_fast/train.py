@@ -241,7 +241,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 callback(step, model)
     except RuntimeError as e:   # in a group: a failed collective (gloo / NCCL errors are RuntimeErrors)
         if R.world > 1:
-            raise RuntimeError(
+            raise dist_.RankStopped(
                 f"rank {R.rank}/{R.world}: training stopped at step {step} (if a collective failed: another "
                 f"rank died, or did not answer within {dist_.ENV_TIMEOUT}={dist_.timeout().total_seconds():g} s): "
                 f"{e}. Relaunch all ranks with --resume to continue from the last checkpoint") from e
