@@ -99,38 +99,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(out, extra, port, world=2):
+def _launch(out, extra, port, world=2, timeout_s=30):
     """The CLI on every rank, with the environment torchrun gives its workers."""
     procs = []
     for r in range(world):
         env = _env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DGA_FAST_DIST_TIMEOUT="30")
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DGA_FAST_DIST_TIMEOUT=str(timeout_s))
         cmd = [sys.executable, "-m", "dga_fast", "train", "--out", str(out), "--no-progress", "--device", "cpu",
                *extra]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
 
-def test_killing_a_rank_stops_the_others_and_resume_continues(tmp_path):
-    out = tmp_path / "run"
+def _stop_rank_1(out, sig, timeout_s=30):
+    """Train on 2 ranks, send ``sig`` to rank 1 after the step-3 checkpoint; rank 0's (seconds it took to
+    exit, stderr)."""
     procs = _launch(out, ["--image-size", "16", "--batch-size", "4", "--steps", "400", "--ckpt-every", "3"],
-                    _free_port())
+                    _free_port(), timeout_s=timeout_s)
     try:
         deadline = time.monotonic() + 180
         while not (out / "checkpoints" / "step_0000003").exists():
             assert time.monotonic() < deadline, "no checkpoint within 180 s"
             assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
             time.sleep(0.2)
-        procs[1].send_signal(signal.SIGKILL)
+        procs[1].send_signal(sig)
         t0 = time.monotonic()
-        _, err = procs[0].communicate(timeout=90)                       # no hang: it must exit by itself
+        _, err = procs[0].communicate(timeout=120)                      # no hang: it must exit by itself
         waited = time.monotonic() - t0
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+            p.wait()
     assert procs[0].returncode not in (0, None)
     assert "rank 0/2" in err and "--resume" in err, err[-2000:]
+    return waited, err
+
+
+def test_a_hung_rank_stops_the_others_after_the_timeout(tmp_path):
+    waited, err = _stop_rank_1(tmp_path / "run", signal.SIGSTOP, timeout_s=10)   # alive, silent
+    assert 5 < waited < 60, waited
+
+
+def test_killing_a_rank_stops_the_others_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    waited, _ = _stop_rank_1(out, signal.SIGKILL)
     assert waited < 60, waited
     last = max(int(p.name.split("_")[1]) for p in (out / "checkpoints").iterdir())
     target = last + 3
