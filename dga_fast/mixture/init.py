@@ -16,11 +16,6 @@ def sq_dist(x: torch.Tensor,  # [G, N, D]
     return d.clamp_min_(0.0)
 
 
-def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x [G, N, D]``, ``idx [G, M]`` -> ``[G, M, D]``."""
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
 def _sample_proportional(w: torch.Tensor,   # [G, n] float64 weights of this rank's rows
                          L: int, generator: torch.Generator, reducer: Reducer, offset: int) -> torch.Tensor:
     """``L`` global row indices per group drawn with replacement with probability proportional to ``w`` over the
