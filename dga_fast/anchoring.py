@@ -151,10 +151,7 @@ class DynamicGaussianAnchoring(nn.Module):
         if R.world == 1:
             check_not_constant("tokens", x, group_dim_name="latent unit")
         t0 = time.perf_counter()
-        if R.world == 1:
-            shift = x.mean(1)                                              # [U, Dc]
-        else:
-            shift = R.sum(x.sum(1)) / N
+        shift = R.sum(x.sum(1)) / N                                        # [U, Dc] (= x.mean(1) in one process)
         x = x - shift.unsqueeze(1)
         scale = (R.sum(x.square().sum(-1).sum(1)) / (N * self.unit_dim)).sqrt()   # [U]
         if R.world > 1 and not bool((scale > 0).all()):
