@@ -9,10 +9,10 @@ from torch import nn
 
 from . import distributed as dist_
 from . import ops
-from ._validation import (check_choice, check_float_tensor, check_not_constant, check_positive_float,
-                          check_positive_int)
-from .mixture import (D_SELECT, MODELS, MixtureState, MStepConfig, default_d_max, fit_em,
-                      init_state, initial_partition, merge_components, responsibilities)
+from ._validation import check_choice, check_float_tensor, check_positive_float, check_positive_int
+from .mixture import D_SELECT, MODELS, MixtureState, MStepConfig, default_d_max
+from .mixture.normalise import Normaliser, denormalise_means
+from .refit import RefitConfig, RefitContext, refit_mixtures, single_component, split_rule
 
 _STATE_FIELDS = ("means", "components", "eigvals", "noise", "log_weights", "dims", "active")
 
@@ -21,23 +21,30 @@ class DynamicGaussianAnchoring(nn.Module):
     """Dynamic Gaussian Anchoring of ``num_units`` latent units, each a token of ``unit_dim`` dims.
 
     ``refit(tokens [N, U, Dc])`` normalises every unit (centre, one isotropic scale; the statistics are
-    stored and reused at use time), then fits all units' HDDC mixtures at once: k-means++ → EM → up to
-    ``max_split_rounds`` of (split → EM) → filter → merge (if ``merge``) → EM. ``forward(tokens [B, U, Dc])``
-    shifts every token toward the mean of its most responsible Gaussian (identity before the first
-    refit). All mixture state lives in buffers, so ``state_dict``/``load_state_dict`` and ``.to()`` work.
+    stored and reused at use time), then fits all units' HDDC mixtures at once with the pipeline of
+    ``dga_fast.refit``: k-means++ (``init_components``) → EM → split rounds → filter → merge → EM.
+    ``forward(tokens [B, U, Dc])`` shifts every token toward the mean of its most responsible Gaussian
+    (identity before the first refit). All mixture state lives in buffers, so ``state_dict`` and ``.to()`` work.
 
-    The structure search (init, EM, split, filter, merge) runs on a seeded random subset of
-    ``search_samples`` tokens (``None``: all), the final EM on all tokens: the search only has to find how
-    many Gaussians each unit needs and roughly where, which a few thousand tokens show as well as all of
-    them, at a fraction of the cost.
+    Structure search (every rule decided per unit: a unit gets the mixture it would get fitted alone):
+    - ``split="bic"`` (default): a component is split in two when its own hard-assigned points prefer two
+      Gaussians to one along its principal axis (a classification BIC, ``mixture.split_test``); a round
+      splits every such component (largest gain first) while ``max_components`` allows, EM refits the units
+      that split, and a unit leaves the rounds when nothing of it splits (at most ``max_split_rounds``).
+      ``split="spread"``: the earlier rule, relative spread above ``split_threshold``.
+    - filter: components with soft mass below ``min_cluster_size`` tokens are dropped.
+    - ``merge`` (after the last split): a pair is merged when its own points prefer one Gaussian by the same
+      criterion along the line through the two means, so merge never undoes a split the test made.
+      ``merge=False`` gives split/filter only.
+    - a collapsed unit (constant tokens up to rounding) gets exactly one Gaussian.
 
-    ``split_threshold`` is the spread of a component (mean distance of its hard-assigned points to its
-    mean) relative to the spread of its unit (mean distance of the unit's points to their mean).
+    The structure search runs on a seeded random subset of ``search_samples`` tokens (``None``: all; the same
+    rows for every unit), the final EM on all tokens.
     """
 
     def __init__(self, num_units: int, unit_dim: int, init_components: int = 8, max_components: int = 32,
                  em_iters: int = 30, split_threshold: float = 0.05, min_cluster_size: int = 10,
-                 max_split_rounds: int = 3, merge: bool = True, align="adaptive", align_max: float = 0.1,
+                 max_split_rounds: int = 8, merge: bool = True, split="bic", align="adaptive", align_max: float = 0.1,
                  seed: int = 0, model: str = "AkjBkQkDk", d_select: str = "cattell", threshold: float = 0.2,
                  d_max: int | None = None, tol: float = 1e-4, noise_floor: float = 1e-6,
                  search_samples: int | None = 2048, progress: bool = False):
@@ -74,6 +81,7 @@ class DynamicGaussianAnchoring(nn.Module):
         self.merge, self.align, self.align_max = bool(merge), align, float(align_max)
         self.seed, self.tol, self.noise_floor = int(seed), float(tol), float(noise_floor)
         self.search_samples, self.progress = search_samples, progress
+        self.split_rule = split_rule(split, self.split_threshold)
         self.d_max = default_d_max(unit_dim, d_max)
         self.cfg = MStepConfig(model=model, d_select=d_select, threshold=float(threshold), d_max=self.d_max,
                                min_mass=float(min_cluster_size))
@@ -106,7 +114,7 @@ class DynamicGaussianAnchoring(nn.Module):
 
     @property
     def means(self) -> torch.Tensor:  # [U, Kmax, Dc] in token coordinates (zeros for inactive slots)
-        m = self.mix_means * self.norm_scale[:, None, None] + self.norm_shift[:, None, :]
+        m = denormalise_means(self.mix_means, self.norm_shift, self.norm_scale)
         return torch.where(self.mix_active.unsqueeze(-1), m, torch.zeros_like(m))
 
     def extra_repr(self) -> str:
@@ -140,96 +148,48 @@ class DynamicGaussianAnchoring(nn.Module):
         if distributed is None:
             distributed = dist_.is_active()
         R = dist_.Reducer() if distributed else dist_.LOCAL
-        n_local = tokens.shape[0]
-        sizes = R.sizes(n_local)
-        N, offset = sum(sizes), sum(sizes[:R.rank])
+        N = sum(R.sizes(tokens.shape[0]))
         if N < max(self.init_components, 2):
             raise ValueError(f"tokens has {N} samples{' over all ranks' if R.world > 1 else ''}, fewer than "
                              f"init_components={self.init_components}")
         dt = torch.float64 if tokens.dtype == torch.float64 else torch.float32
         x = tokens.detach().to(device=self.mix_means.device, dtype=dt).transpose(0, 1).contiguous()
-        if R.world == 1:
-            check_not_constant("tokens", x, group_dim_name="latent unit")
         t0 = time.perf_counter()
-        shift = R.sum(x.sum(1)) / N                                        # [U, Dc] (= x.mean(1) in one process)
-        x = x - shift.unsqueeze(1)
-        scale = (R.sum(x.square().sum(-1).sum(1)) / (N * self.unit_dim)).sqrt()   # [U]
-        if R.world > 1 and not bool((scale > 0).all()):
-            bad = torch.nonzero(~(scale > 0)).flatten().tolist()
-            raise ValueError(f"tokens is constant (zero variance) over all ranks for latent unit {bad[:8]}; "
-                             "a mixture cannot be fitted to constant data")
-        x = x / scale[:, None, None]
-        U = self.num_units
-        floor = torch.full((U,), self.noise_floor, dtype=dt, device=x.device)
-        gen = torch.Generator().manual_seed(self.seed)
-        # the structure search runs on a seeded random subset (the same global rows whatever the number of
-        # ranks, in their global order); the final EM on every token
-        S = N if self.search_samples is None else min(N, self.search_samples)
-        if S < N:
-            pick = torch.randperm(N, generator=gen)[:S].sort().values - offset
-            pick = pick[(pick >= 0) & (pick < n_local)]
-            xs = x[:, pick.to(x.device)]
-        else:
-            xs = x
-        s_offset = sum(R.sizes(xs.shape[1])[:R.rank])                      # this rank's first subset row
-        n_stages = 3 + self.max_split_rounds + (1 if self.merge else 0) + 1
-        timer = _StageTimer(n_stages, self.progress and R.rank == 0)
-        info = {"n_split": torch.zeros(U, dtype=torch.int64), "n_merged": torch.zeros(U, dtype=torch.int64),
-                "em_iters": 0, "search_samples": S, "stages": timer.stages, "world_size": R.world}
-
-        def em(state, data):
-            res = fit_em(data, state, self.cfg, floor, max_iter=self.em_iters, tol=self.tol, reducer=R)
-            info["em_iters"] += int(res.n_iter.max())
-            return res
-
-        labels = initial_partition(xs, self.init_components, "kmeans++", gen, reducer=R, offset=s_offset)
-        state = init_state(xs, labels, self.init_components, self.cfg, floor, reducer=R)
-        timer.done("init")
-        res = em(state, xs)
-        timer.done("em")
-        unit_spread = R.sum(xs.norm(dim=-1).sum(1)) / S                     # [U]
-        for _ in range(self.max_split_rounds):
-            state = res.state.resize(self.max_components)
-            counts, spread = ops.mixture_spread(xs, res.log_resp.argmax(-1), state.means)
-            if R.world > 1:   # per-rank means of distances -> global: sum the sums and the counts
-                sums = R.sum(spread.to(torch.float64) * counts)
-                counts = R.sum(counts)
-                spread = (sums / counts.clamp_min(1)).to(spread.dtype)
-            state, n_split = ops.split_components(state, spread / unit_spread.unsqueeze(1), counts,
-                                                  self.split_threshold, self.max_components,
-                                                  2 * self.min_cluster_size * S / N)
-            if not bool(n_split.any()):
-                timer.done("split (none)")
-                break
-            info["n_split"] += n_split.cpu()
-            res = em(state.resize(state.used_slots()), xs)
-            timer.done("split+em")
-        mass = R.sum(responsibilities(res.log_resp).sum(1)) * (N / S)        # [U, K] in tokens of x
-        state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
-        state = state.resize(state.used_slots())
-        timer.done("filter")
-        if self.merge:
-            state, n_merged = merge_components(state, S, self.cfg, floor)
-            info["n_merged"] += n_merged.cpu()
-            state = ops.filter_components(state, state.weights() * N, 0.0)
-            state = state.resize(state.used_slots())
-            timer.done("merge")
-        res = em(state, x)
-        mass = R.sum(responsibilities(res.log_resp).sum(1))
-        state = ops.filter_components(res.state, mass, float(self.min_cluster_size))
-        timer.done("final em")
-        timer.close()
-        state = state.resize(self.max_components)
+        norm = Normaliser.fit(x, reducer=R, n_total=N)
+        x = norm(x)
+        live = torch.nonzero(~norm.collapsed).squeeze(1)                  # units with something to fit
+        U, K = self.num_units, self.max_components
+        state = single_component(U, K, self.unit_dim, self.d_max, self.noise_floor, dtype=dt, device=x.device)
+        loglik = torch.zeros(U, dtype=torch.float64, device=x.device)
+        ctx = RefitContext(x[live] if live.numel() < U else x, live, self._refit_config(), R,
+                           self.progress)
+        if live.numel():
+            fitted, ll = refit_mixtures(ctx)
+            state = state.scatter_groups(live, fitted.to(dtype=dt))
+            loglik[live] = ll
         for name in _STATE_FIELDS:
             getattr(self, "mix_" + name).copy_(getattr(state, name))
-        self.norm_shift.copy_(shift)
-        self.norm_scale.copy_(scale)
+        self.norm_shift.copy_(norm.shift)
+        self.norm_scale.copy_(norm.scale)
         self._fitted.fill_(True)
         self.n_refits += 1
+        info = ctx.info
+        for key in ("n_split", "n_merged", "split_rounds"):   # per unit, 0 for collapsed units
+            full = torch.zeros(U, dtype=torch.int64)
+            full[live.cpu()] = info[key]
+            info[key] = full
         info.update(seconds=time.perf_counter() - t0, n_components=self.n_components.cpu(),
-                    log_likelihood=res.log_likelihood.cpu())
+                    log_likelihood=loglik.cpu(), collapsed=norm.collapsed.cpu())
+        info.setdefault("search_samples", min(N, self.search_samples or N))
         self.last_refit = info
         return self
+
+    def _refit_config(self) -> RefitConfig:
+        return RefitConfig(init_components=self.init_components, max_components=self.max_components,
+                           em_iters=self.em_iters, tol=self.tol, min_cluster_size=self.min_cluster_size,
+                           max_split_rounds=self.max_split_rounds, merge=self.merge,
+                           search_samples=self.search_samples, seed=self.seed, noise_floor=self.noise_floor,
+                           mstep=self.cfg, split=self.split_rule)
 
     # ------------------------------------------------------------------ use
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, U, Dc] -> [B, U, Dc]
@@ -253,27 +213,3 @@ class DynamicGaussianAnchoring(nn.Module):
         self._check_tokens(tokens)
         self._require_fitted("responsibilities")
         return ops.anchor_log_resp(tokens, self.state, self.norm_shift, self.norm_scale).exp()
-
-
-class _StageTimer:
-    """Seconds per refit stage (``stages``: list of ``(name, seconds)``) and an optional progress bar."""
-
-    def __init__(self, total: int, progress: bool):
-        self.stages: list = []
-        self._t = time.perf_counter()
-        self._bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            self._bar = tqdm(total=total, desc="DyGA refit", leave=False)
-
-    def done(self, name: str):
-        now = time.perf_counter()
-        self.stages.append((name, round(now - self._t, 4)))
-        self._t = now
-        if self._bar is not None:
-            self._bar.set_postfix_str(name)
-            self._bar.update()
-
-    def close(self):
-        if self._bar is not None:
-            self._bar.close()

@@ -133,14 +133,15 @@ def mixture_spread(x: torch.Tensor, labels: torch.Tensor, means: torch.Tensor):
 
 
 def split_components(state: MixtureState, spread: torch.Tensor, counts: torch.Tensor,
-                     threshold: float, max_components: int, min_count: float):
-    """Split the widest components into free slots (DESIGN §4): the plan natively when built, its
-    application (``reference.apply_split``) in PyTorch."""
+                     threshold: float, max_components: int, min_count: float, offsets: torch.Tensor | None = None):
+    """Split the widest components (largest ``spread``: any score) into free slots (DESIGN §4): the plan
+    natively when built, its application (``reference.apply_split``; ``offsets`` places the children) in
+    PyTorch."""
     if _use_native(spread):
         src, sign, n_split = torch.ops.dga_fast.split_plan(state.active, spread, counts, float(threshold),
                                                            int(max_components), float(min_count))
-        return reference.split_filter.apply_split(state, src, sign), n_split
-    return _impl("split_components")(state, spread, counts, threshold, max_components, min_count)
+        return reference.split_filter.apply_split(state, src, sign, offsets), n_split
+    return _impl("split_components")(state, spread, counts, threshold, max_components, min_count, offsets)
 
 
 def filter_components(state: MixtureState, mass: torch.Tensor, min_size: float) -> MixtureState:

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from .._rng import as_streams
 from ..distributed import LOCAL, Reducer, global_rows
 
 
@@ -17,7 +18,7 @@ def sq_dist(x: torch.Tensor,  # [G, N, D]
 
 
 def _sample_proportional(w: torch.Tensor,   # [G, n] float64 weights of this rank's rows
-                         L: int, generator: torch.Generator, reducer: Reducer, offset: int) -> torch.Tensor:
+                         L: int, streams, reducer: Reducer, offset: int) -> torch.Tensor:
     """``L`` global row indices per group drawn with replacement with probability proportional to ``w`` over the
     rows of all ranks in rank order (uniform for a group whose weights are all 0), by inverse CDF: one uniform
     draw per sample, and the rank holding that stretch of the cumulative sum names the row."""
@@ -34,7 +35,7 @@ def _sample_proportional(w: torch.Tensor,   # [G, n] float64 weights of this ran
         tots[reducer.rank] = local_tot
         tots = reducer.sum(tots)                                        # [W, G]
         prefix, total = tots[:reducer.rank].sum(0), tots.sum(0)
-    u = torch.rand(G, L, generator=generator, device=generator.device, dtype=torch.float64).to(w.device)
+    u = streams.rand(G, L, dtype=torch.float64).to(w.device)
     u = torch.minimum(u * total.unsqueeze(1), torch.nextafter(total, torch.zeros_like(total)).unsqueeze(1))
     if n == 0:
         return reducer.sum(torch.zeros(G, L, dtype=torch.int64, device=w.device))
@@ -51,18 +52,21 @@ def kmeans_plusplus(x: torch.Tensor,  # [G, n, D]
                     n_local_trials: int | None = None, *, reducer: Reducer = LOCAL,
                     offset: int = 0) -> torch.Tensor:  # [G, K, D]
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with ``2 + ⌊ln K⌋`` local trials per
-    centre as in scikit-learn), batched over groups; deterministic under ``generator``. The loop runs over
+    centre as in scikit-learn), batched over groups; deterministic under ``generator`` (a
+    ``torch.Generator`` shared by the groups, or ``UnitStreams``: one stream per group, so that a group's seeds
+    do not depend on the others). The loop runs over
     the K seeds only (each step is batched over groups and candidates). With a ``reducer`` of several ranks,
     ``x`` is this rank's share of the rows (starting at global row ``offset``) and the seeds are those the same
     call would pick on all ranks' rows concatenated in rank order."""
     G, n, D = x.shape
     N = reducer.sum_int(n)
     L = n_local_trials or 2 + int(math.log(K))
-    first = torch.randint(N, (G, 1), generator=generator, device=generator.device).to(x.device)
+    streams = as_streams(generator)
+    first = streams.randint(N, G, 1).to(x.device)
     centers = [global_rows(x, first, offset, reducer)]
     closest = sq_dist(x, centers[0]).squeeze(-1)                            # [G, n]
     for _ in range(1, K):
-        cand = _sample_proportional(closest.to(torch.float64), L, generator, reducer, offset)
+        cand = _sample_proportional(closest.to(torch.float64), L, streams, reducer, offset)
         cand_x = global_rows(x, cand, offset, reducer)                      # [G, L, D]
         new_closest = torch.minimum(closest.unsqueeze(-1), sq_dist(x, cand_x))   # [G, n, L]
         best = reducer.sum(new_closest.sum(1, dtype=torch.float64)).argmin(1)   # [G]
@@ -101,7 +105,7 @@ def initial_partition(x: torch.Tensor, K: int, method: str, generator: torch.Gen
         centers = kmeans_plusplus(x, K, generator, reducer=reducer, offset=offset)
     elif method == "random":
         N = reducer.sum_int(x.shape[1])
-        idx = torch.rand(G, N, generator=generator).argsort(1)[:, :K].to(x.device)
+        idx = as_streams(generator).rand(G, N).argsort(1)[:, :K].to(x.device)
         centers = global_rows(x, idx, offset, reducer)
     else:
         raise ValueError(f"init must be 'kmeans++' or 'random', got {method!r}")

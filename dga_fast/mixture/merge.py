@@ -11,6 +11,12 @@ Gaussian ``w_k uᵀΣ_k u + w_l uᵀΣ_l u + w_k w_l (uᵀδ)²``. In the full s
 the noise dimensions: an attribute value whose tokens lie on a slightly curved segment is never one HDDC
 Gaussian when its noise variance ``b`` is tiny, and a full-space BIC would keep every such value split.
 
+The statistics of a component (mass, mean, covariance) come either from the fitted parameters (``π_k N``,
+``μ_k``, ``Σ_k``) or from the component's own hard-assigned points (``PointStats``). A ``verify`` callable
+has the last word on every candidate pair: DynamicGaussianAnchoring passes the split test of
+``split_test.py`` on the union of the pair's points, so that a merge never makes a component the split test
+would split again (merge and split cannot undo each other).
+
 Every round scores all pairs (batched over groups), lets each component pick its partner with the largest
 gain (the most overlapping pair), and merges all *mutual* picks with a positive gain (disjoint by
 construction); rounds repeat until no group merges. The merged slot gets the moment-matched mean and
@@ -19,29 +25,57 @@ covariance (eigendecomposed into HDDC form); EM refines it afterwards.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
+from ..distributed import LOCAL, Reducer
 from .dims import cattell_dims
-from .mstep import MStepConfig, subspace
+from .mstep import MStepConfig, robust_eigh, scatter_matrices, subspace
 from .state import MixtureState
 
 # parameters of a 1-D Gaussian mixture: two components (2 means, 2 variances, 1 weight) vs one (2)
 _EXTRA_PARAMS = 3.0
 
 
-def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig,
-                floor: torch.Tensor) -> tuple[MixtureState, torch.Tensor]:
-    """One merge round; returns ``(state, n_merged [G])``. Computed in float64 (the tensors are tiny)."""
+@dataclass
+class PointStats:
+    """Per component: mass ``n [G, K]``, mean ``[G, K, D]`` and covariance ``[G, K, D, D]`` (float64)."""
+    n: torch.Tensor
+    means: torch.Tensor
+    cov: torch.Tensor
+
+    @classmethod
+    def of_state(cls, state: MixtureState, n_total: int) -> "PointStats":
+        st = state.to(dtype=torch.float64)
+        n = torch.where(st.active, st.log_weights.exp(), torch.zeros_like(st.noise)) * n_total
+        return cls(n=n, means=st.means, cov=st.covariances())
+
+    @classmethod
+    def of_points(cls, x: torch.Tensor,       # [G, n, D]
+                  labels: torch.Tensor,       # [G, n] hard assignment
+                  K: int, *, reducer: Reducer = LOCAL) -> "PointStats":
+        """Counts, means and (ML) covariances of the hard-assigned points of every slot."""
+        one_hot = torch.nn.functional.one_hot(labels, K).to(torch.float64)
+        x64 = x.to(torch.float64)
+        n = reducer.sum(one_hot.sum(1))
+        means = reducer.sum(one_hot.transpose(1, 2) @ x64) / n.clamp_min(1.0).unsqueeze(-1)
+        cov = reducer.sum(scatter_matrices(x64, one_hot, means)) / n.clamp_min(1.0)[..., None, None]
+        return cls(n=n, means=means, cov=cov)
+
+
+def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
+                stats: PointStats, verify=None) -> tuple[MixtureState, PointStats, torch.Tensor]:
+    """One merge round; returns ``(state, stats, n_merged [G])`` with the merged slots' statistics updated.
+    ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the candidate pairs (the
+    merged state holds every candidate merged). Computed in float64 (the tensors are tiny)."""
     orig_dtype = state.dtype
     st = state.to(dtype=torch.float64)
     G, K, D = st.means.shape
     dev = st.device
     act = st.active
-    pi = torch.where(act, st.log_weights.exp(), torch.zeros_like(st.noise))
-    n = pi * n_total                                                               # [G,K]
-    cov = st.covariances()                                                         # [G,K,D,D]
-    delta = st.means.unsqueeze(2) - st.means.unsqueeze(1)                          # [G,K,K,D] μ_k − μ_l
+    n, mus, cov = stats.n, stats.means, stats.cov                                  # [G,K], [G,K,D], [G,K,D,D]
+    delta = mus.unsqueeze(2) - mus.unsqueeze(1)                                    # [G,K,K,D] μ_k − μ_l
     dist2 = delta.square().sum(-1)
     u = delta / dist2.clamp_min(1e-300).sqrt().unsqueeze(-1)
     var_k = torch.einsum("gkld,gkde,gkle->gkl", u, cov, u)                        # uᵀΣ_k u
@@ -62,19 +96,32 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig,
     best, nb = gain.max(-1)                                                        # [G,K]
     mutual = torch.gather(nb, 1, nb) == torch.arange(K, device=dev)
     accept = act & mutual & (best > 0) & (torch.arange(K, device=dev) < nb)
+    if bool(accept.any()) and verify is not None:
+        accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total)[0], accept, nb)
     n_merged = accept.sum(1)
     if not bool(accept.any()):
-        return state, n_merged
-    # moment-matched merge of (k, nb[k]) written into slot k; slot nb[k] is freed
+        return state, stats, n_merged
+    out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total)
+    return out.to(dtype=orig_dtype), new_stats, n_merged
+
+
+def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
+           floor: torch.Tensor, n_total: int) -> tuple[MixtureState, PointStats]:
+    """The moment-matched merge of every accepted pair ``(k, nb[k])`` written into slot k; slot nb[k] freed."""
+    G, K, D = st.means.shape
+    dev = st.device
+    n, mus, cov = stats.n, stats.means, stats.cov
     gidx = torch.arange(G, device=dev).unsqueeze(1)
-    n_b, mu_b, cov_b = n[gidx, nb], st.means[gidx, nb], cov[gidx, nb]
+    n_b, mu_b, cov_b = n[gidx, nb], mus[gidx, nb], cov[gidx, nb]
     n_sum = (n + n_b).clamp_min(1e-300)
     a_w, b_w = (n / n_sum).unsqueeze(-1), (n_b / n_sum).unsqueeze(-1)
-    mu_m = a_w * st.means + b_w * mu_b
-    dlt = st.means - mu_b
+    mu_m = a_w * mus + b_w * mu_b
+    dlt = mus - mu_b
     cov_m = (a_w.unsqueeze(-1) * cov + b_w.unsqueeze(-1) * cov_b
              + (a_w * b_w).unsqueeze(-1) * dlt.unsqueeze(-1) * dlt.unsqueeze(-2))
-    evals, evecs = torch.linalg.eigh(cov_m)
+    evals = torch.ones(G, K, D, dtype=cov_m.dtype, device=dev)           # only the merged slots are solved
+    evecs = torch.eye(D, dtype=cov_m.dtype, device=dev).expand(G, K, D, D).clone()
+    evals[accept], evecs[accept] = robust_eigh(cov_m[accept])
     fl2 = floor.to(torch.float64).reshape(G, 1, 1)
     evals = evals.flip(-1).clamp_min(fl2)
     evecs = evecs.flip(-1)
@@ -88,21 +135,27 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig,
     out.eigvals = torch.where(acc, torch.where(mask, top, torch.ones_like(top)), st.eigvals)
     out.noise = torch.where(accept, b_m, st.noise)
     out.dims = torch.where(accept, d_m, st.dims)
-    out.log_weights = torch.where(accept, torch.log(n_sum / n_total), st.log_weights)
+    out.log_weights = torch.where(accept, torch.log(n_sum / n_sum.new_tensor(n_total)), st.log_weights)
     freed = torch.zeros_like(nb).scatter_add_(1, torch.where(accept, nb, torch.zeros_like(nb)),
                                               accept.long()) > 0
     out.active = out.active & ~freed
     out.log_weights = torch.where(out.active, out.log_weights, torch.full_like(out.noise, float("-inf")))
     out.log_weights = out.log_weights - torch.logsumexp(out.log_weights, 1, keepdim=True)
-    return out.to(dtype=orig_dtype), n_merged
+    new_stats = PointStats(n=torch.where(accept, n_sum, n), means=torch.where(acc, mu_m, mus),
+                           cov=torch.where(acc.unsqueeze(-1), cov_m, cov))
+    return out, new_stats
 
 
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                     max_rounds: int | None = None) -> tuple[MixtureState, torch.Tensor]:
-    """Merge rounds until no group merges (at most ``K − 1`` rounds). Returns ``(state, merged [G])``."""
+                     max_rounds: int | None = None, stats: PointStats | None = None, verify=None
+                     ) -> tuple[MixtureState, torch.Tensor]:
+    """Merge rounds until no group merges (at most ``K − 1`` rounds). ``stats``: the components' statistics
+    (default: from the fitted parameters). A group that merges nothing in a round is left as it is, so every
+    group's result is its own. Returns ``(state, merged [G])``."""
     total = torch.zeros(state.G, dtype=torch.int64, device=state.device)
+    stats = PointStats.of_state(state, n_total) if stats is None else stats
     for _ in range(max_rounds if max_rounds is not None else state.K - 1):
-        state, n = merge_round(state, n_total, cfg, floor)
+        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify)
         total += n
         if not bool(n.any()):
             break

@@ -65,6 +65,23 @@ def scatter_matrices(x: torch.Tensor,      # [G, N, D]
     return S.view(G, K, D, D)
 
 
+def robust_eigh(W: torch.Tensor  # [M, D, D] symmetric
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` (ascending) that does not fail on the scatter matrices of ReLU tokens. Entries at
+    the rounding level of the matrix's largest diagonal (``eps·max diag``) are set to zero first: they carry no
+    information, and their denormal products make LAPACK's float32 solver fail to converge on matrices whose
+    dead coordinates are (nearly) all-zero rows. Should it still fail, the batch is solved in float64."""
+    if W.numel() == 0:
+        return torch.linalg.eigh(W)
+    tiny = W.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(0) * torch.finfo(W.dtype).eps
+    W = torch.where(W.abs() <= tiny[:, None, None], torch.zeros_like(W), W)
+    try:
+        return torch.linalg.eigh(W)
+    except torch.linalg.LinAlgError:
+        ev, vec = torch.linalg.eigh(W.to(torch.float64))
+        return ev.to(W.dtype), vec.to(W.dtype)
+
+
 def subspace(evals: torch.Tensor,   # [..., D] decreasing
              evecs: torch.Tensor,   # [..., D, D] matching columns
              d: torch.Tensor,       # [...] int64 intrinsic dimensions
@@ -78,6 +95,22 @@ def subspace(evals: torch.Tensor,   # [..., D] decreasing
     kept = torch.where(mask, top, torch.zeros_like(top)).sum(-1)
     Q = evecs[..., :dl] if D >= dl else torch.nn.functional.pad(evecs, (0, dl - D))
     return mask, top, kept, Q * mask.unsqueeze(-2).to(Q.dtype)
+
+
+def _finite_only(active: torch.Tensor,  # [G, K]
+                 nk: torch.Tensor,      # [G, K]
+                 means: torch.Tensor,   # [G, K, D]
+                 evals: torch.Tensor    # [G, K, D]
+                 ) -> torch.Tensor:     # [G, K]
+    """``active`` without components whose mean or eigenvalues are not finite; a group left without any
+    keeps its heaviest finite component."""
+    ok = torch.isfinite(means).all(-1) & torch.isfinite(evals).all(-1)
+    if bool(ok[active].all()):
+        return active
+    out = active & ok
+    heaviest = torch.nn.functional.one_hot(torch.where(ok, nk, torch.full_like(nk, -1.0)).argmax(1),
+                                           active.shape[1]).bool()
+    return out | (heaviest & ~out.any(1, keepdim=True))
 
 
 def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64)
@@ -109,10 +142,12 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     W = 0.5 * (W + W.transpose(-1, -2))
     evals = torch.ones(G, K, D, dtype=dt, device=x.device)
     evecs = torch.eye(D, dtype=dt, device=x.device).expand(G, K, D, D).clone()
-    ev, vec = torch.linalg.eigh(W[active])                              # active components only
+    ev, vec = robust_eigh(W[active])                                    # active components only
     evals[active], evecs[active] = ev, vec
     evals = evals.flip(-1).clamp_min(floor.reshape(G, 1, 1))           # decreasing
     evecs = evecs.flip(-1)
+    # a component whose statistics are not finite (a degenerate fit) is deactivated, never propagated
+    active = _finite_only(active, nk, means, evals)
     if cfg.d_select == "cattell":
         d = cattell_dims(evals, cfg.threshold, cfg.d_max)
     else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..mixture.normalise import denormalise_means, normalise
 from ..mixture.state import MixtureState
 from .estep import hddc_estep
 
@@ -13,8 +14,7 @@ def normalise_tokens(c: torch.Tensor,      # [B, U, Dc]
                      shift: torch.Tensor,  # [U, Dc]
                      scale: torch.Tensor   # [U]
                      ) -> torch.Tensor:    # [U, B, Dc] in the mixture's coordinates
-    dt = torch.promote_types(c.dtype, torch.float32)
-    return ((c.to(dt) - shift.to(dt)) / scale.to(dt).unsqueeze(-1)).transpose(0, 1)
+    return normalise(c.transpose(0, 1), shift, scale)
 
 
 def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
@@ -51,7 +51,7 @@ def _anchor_shift(c, state, shift, scale, align, align_max):
     U, K, D = state.means.shape
     mu_n = torch.gather(state.means.to(dt).unsqueeze(0).expand(k.shape[0], U, K, D), 2,
                         k[..., None, None].expand(-1, -1, 1, D)).squeeze(2)   # [B, U, D]
-    mu = (mu_n * scale.to(dt)[:, None] + shift.to(dt)).detach()
+    mu = denormalise_means(mu_n.transpose(0, 1), shift.to(dt), scale).transpose(0, 1).detach()   # [B, U, D]
     cf = c.to(dt)
     if align == "adaptive":
         lam = align_max * torch.exp(-(cf - mu).abs().sum(-1, keepdim=True)

@@ -58,15 +58,20 @@ def split_plan(active: torch.Tensor,   # [G, K] bool
     return src, sign, n_split
 
 
-def apply_split(state: MixtureState, src: torch.Tensor, sign: torch.Tensor) -> MixtureState:
+def apply_split(state: MixtureState, src: torch.Tensor, sign: torch.Tensor,
+                offsets: torch.Tensor | None = None) -> MixtureState:
     """Carry out a split plan: every slot copies ``src``; parents move to ``μ + √a₁ q₁``, children to
     ``μ − √a₁ q₁`` (principal axis; no move for d = 0), both inherit the parent's subspace and variances and
-    half its weight."""
+    half its weight. ``offsets [G, K, 2]`` (per parent slot): the children's positions along ``q₁`` instead,
+    ``μ + offsets[..., 0] q₁`` for the child and ``μ + offsets[..., 1] q₁`` for the parent."""
     out = state.index_slots(src)
-    sgn = sign.to(state.dtype)
-    axis = out.components[..., 0] * out.eigvals[..., 0].clamp_min(0).sqrt().unsqueeze(-1)  # [G,K,D]
-    axis = axis * (out.dims > 0).unsqueeze(-1).to(axis.dtype)
-    out.means = out.means + sgn.unsqueeze(-1) * axis
+    if offsets is None:
+        step = out.eigvals[..., 0].clamp_min(0).sqrt() * sign.to(state.dtype)                # [G,K]
+    else:
+        off = torch.gather(offsets.to(state.dtype), 1, src.unsqueeze(-1).expand(-1, -1, 2))   # [G,K,2]
+        step = torch.where(sign > 0, off[..., 1], torch.where(sign < 0, off[..., 0], torch.zeros_like(off[..., 0])))
+    axis = out.components[..., 0] * (out.dims > 0).unsqueeze(-1).to(state.dtype)            # [G,K,D]
+    out.means = out.means + step.unsqueeze(-1) * axis
     touched = sign != 0
     out.log_weights = torch.where(touched, out.log_weights - math.log(2.0), out.log_weights)
     out.active = out.active | touched
@@ -77,12 +82,12 @@ def split_components(state: MixtureState,
                      spread: torch.Tensor,   # [G, K] relative spread of each component
                      counts: torch.Tensor,   # [G, K] hard-assigned points
                      threshold: float, max_components: int,
-                     min_count: int) -> tuple[MixtureState, torch.Tensor]:
+                     min_count: int, offsets: torch.Tensor | None = None) -> tuple[MixtureState, torch.Tensor]:
     """Split active components with ``spread > threshold`` (and at least ``min_count`` points), widest
     first, into the free slots, while the group holds fewer than ``max_components`` (see ``split_plan`` and
     ``apply_split``). Returns ``(state, n_split [G])``."""
     src, sign, n_split = split_plan(state.active, spread, counts, threshold, max_components, min_count)
-    return apply_split(state, src, sign), n_split
+    return apply_split(state, src, sign, offsets), n_split
 
 
 def filter_plan(active: torch.Tensor,   # [G, K] bool

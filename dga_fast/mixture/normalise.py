@@ -1,0 +1,52 @@
+"""The one centre-and-scale step of the mixture core, shared by DynamicGaussianAnchoring (fit and use), the
+anchor ops and HDDC: per group, subtract the mean and divide by one isotropic scale (the RMS of the centred
+coordinates), so that the noise floor and every tolerance are relative to the data."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..distributed import LOCAL, Reducer
+
+# a group whose centred RMS is below this fraction of its RMS magnitude is collapsed (constant up to rounding)
+COLLAPSE_RTOL = 1e-5
+
+
+@dataclass
+class Normaliser:
+    shift: torch.Tensor       # [G, D] group means
+    scale: torch.Tensor       # [G]    RMS of the centred coordinates (1.0 for a collapsed group)
+    collapsed: torch.Tensor   # [G]    bool: the group's data is constant up to rounding
+
+    @classmethod
+    def fit(cls, x: torch.Tensor,  # [G, N, D] (this rank's rows)
+            *, reducer: Reducer = LOCAL, n_total: int | None = None) -> "Normaliser":
+        """Statistics in float64 (summed over the ranks of ``reducer``), returned in ``x``'s dtype."""
+        G, N, D = x.shape
+        n = n_total if n_total is not None else reducer.sum_int(N)
+        x64 = x.to(torch.float64)
+        shift = reducer.sum(x64.sum(1)) / n                                       # [G, D]
+        var = reducer.sum((x64 - shift.unsqueeze(1)).square().sum((1, 2))) / (n * D)   # [G]
+        mag = reducer.sum(x64.square().sum((1, 2))) / (n * D)
+        collapsed = var.sqrt() <= COLLAPSE_RTOL * mag.sqrt()
+        scale = torch.where(collapsed, torch.ones_like(var), var.sqrt())
+        return cls(shift=shift.to(x.dtype), scale=scale.to(x.dtype), collapsed=collapsed)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:   # [G, N, D] -> [G, N, D] normalised
+        return normalise(x, self.shift, self.scale)
+
+
+def normalise(x: torch.Tensor,      # [G, N, D]
+              shift: torch.Tensor,  # [G, D]
+              scale: torch.Tensor   # [G]
+              ) -> torch.Tensor:    # [G, N, D] in the promoted dtype (at least float32)
+    dt = torch.promote_types(x.dtype, torch.float32)
+    return (x.to(dt) - shift.to(dt).unsqueeze(1)) / scale.to(dt)[:, None, None]
+
+
+def denormalise_means(means: torch.Tensor,  # [G, K, D] normalised coordinates
+                      shift: torch.Tensor,  # [G, D]
+                      scale: torch.Tensor   # [G]
+                      ) -> torch.Tensor:    # [G, K, D] data coordinates
+    return means * scale.to(means.dtype)[:, None, None] + shift.to(means.dtype).unsqueeze(1)
