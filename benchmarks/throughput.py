@@ -125,12 +125,15 @@ def family_refit(args, device) -> list[Case]:
     from sklearn.mixture import GaussianMixture
 
     from dga_fast import DynamicGaussianAnchoring
-    from dga_fast.data import make_unit_tokens
+    from dga_fast.data import hard_setting, make_published_tokens, make_unit_tokens
     from loop_baseline import loop_refit
 
     sz = SIZES[args.size]
     U, N, D = sz["units"], sz["tokens"], sz["dim"]
-    data = make_unit_tokens(U, N, D, seed=args.seed)
+    if args.tokens == "published":   # issue 12's hard setting: ReLU MLP tokens, up to 40 Zipf levels
+        data = make_published_tokens(hard_setting(U), n=N, dim=D, seed=args.seed)
+    else:
+        data = make_unit_tokens(U, N, D, seed=args.seed)
     tokens = data.tokens.to(device)
     labels = data.labels.numpy()
     levels = data.levels.tolist()
@@ -574,6 +577,8 @@ def main(argv=None) -> int:
     p.add_argument("--loop-units", type=int, default=2, help="units the loop baseline is timed on")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokens", choices=("simple", "published"), default="simple",
+                   help="refit rows: make_unit_tokens (3..15 uniform levels) or make_published_tokens' hard setting")
     p.add_argument("--json", type=Path, default=None, help="output JSON (default results/<device>.json)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.loop_units < 1:

@@ -12,6 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import ops
+from .mixture.normalise import Normaliser, normalise
 from .mixture import (D_SELECT, MODELS, MixtureState, MStepConfig, bic as _bic, default_d_max, fit_em,
                       icl as _icl, init_state, initial_partition, n_free_params)
 
@@ -125,12 +126,11 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
         if N < max(self.n_components, 2):
             raise ValueError(f"X has {N} sample(s), fewer than n_components={self.n_components} "
                              "(and at least 2 are needed)")
-        shift = x.mean(0)
-        xc = x - shift
-        scale = float(xc.square().sum(-1).mean().div(D).sqrt())
-        if not scale > 0.0:
+        norm = Normaliser.fit(x.unsqueeze(0))                                   # the mixture core's normaliser
+        if bool(norm.collapsed[0]):
             raise ValueError("X is constant (zero variance); a mixture cannot be fitted to constant data")
-        xn = (xc / scale).unsqueeze(0)                                          # [1, N, D]
+        shift, scale = norm.shift[0], float(norm.scale[0])
+        xn = norm(x.unsqueeze(0)).to(x.dtype)                                   # [1, N, D]
         self._d_max = default_d_max(D, self.d_max)
         cfg = MStepConfig(model=self.model, d_select=self.d_select, threshold=float(self.threshold),
                           d_max=self._d_max, min_mass=float(max(self.min_cluster_size, 1e-12)))
@@ -171,7 +171,8 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
     def _estep(self, X):
         check_is_fitted(self, "_state_n")
         x, as_tensor = self._to_tensor(X, reset=False)
-        xn = ((x.to(self._state_n.dtype) - self._shift) / self._scale).unsqueeze(0)
+        xn = normalise(x.to(self._state_n.dtype).unsqueeze(0), self._shift.unsqueeze(0),
+                       x.new_full((1,), self._scale, dtype=self._state_n.dtype))
         log_resp, loglik = ops.hddc_estep(xn, self._state_n)
         loglik = loglik[0] - self.n_features_in_ * math.log(self._scale)   # Jacobian of the scaling
         return log_resp[0], loglik, as_tensor

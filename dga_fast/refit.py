@@ -283,12 +283,10 @@ def single_component(G: int, K: int, D: int, dmax: int, floor: float, *, dtype, 
     st.active[:, 0] = True
     st.log_weights[:, 0] = 0.0
     st.noise[:, 0] = floor
-    st.eigvals[:, 0, 0] = floor
-    st.dims[:, 0] = 1 if dmax >= 1 and D > 1 else 0
-    if D > 1:
+    if dmax >= 1 and D > 1:   # a one-dimensional subspace along the first axis (d = 0 for 1-D tokens)
+        st.dims[:, 0] = 1
+        st.eigvals[:, 0, 0] = floor
         st.components[:, 0, 0, 0] = 1.0
-    else:
-        st.dims[:, 0] = 0
     return st
 
 
