@@ -39,7 +39,9 @@ class DynamicGaussianAnchoring(nn.Module):
     - a collapsed unit (constant tokens up to rounding) gets exactly one Gaussian.
 
     The structure search runs on a seeded random subset of ``search_samples`` tokens (``None``: all; the same
-    rows for every unit), the final EM on all tokens.
+    rows for every unit); the final EM, on all tokens, starts from the search's converged mixtures and takes at
+    most ``final_em_iters`` M-steps (2: on the hard token set of ``benchmarks/dyga_quality.py`` more changed
+    neither the structure nor the ARI, and it is the refit's most expensive pass).
     """
 
     def __init__(self, num_units: int, unit_dim: int, init_components: int = 8, max_components: int = 32,
@@ -47,7 +49,7 @@ class DynamicGaussianAnchoring(nn.Module):
                  max_split_rounds: int = 8, merge: bool = True, split="bic", align="adaptive", align_max: float = 0.1,
                  seed: int = 0, model: str = "AkjBkQkDk", d_select: str = "cattell", threshold: float = 0.2,
                  d_max: int | None = None, tol: float = 1e-4, noise_floor: float = 1e-6,
-                 search_samples: int | None = 2048, progress: bool = False):
+                 search_samples: int | None = 2048, final_em_iters: int = 2, progress: bool = False):
         super().__init__()
         check_positive_int("num_units", num_units)
         check_positive_int("unit_dim", unit_dim)
@@ -74,6 +76,7 @@ class DynamicGaussianAnchoring(nn.Module):
             check_positive_int("d_max", d_max)
         if search_samples is not None:
             check_positive_int("search_samples", search_samples, minimum=2)
+        check_positive_int("final_em_iters", final_em_iters, minimum=0)
         self.num_units, self.unit_dim = num_units, unit_dim
         self.init_components, self.max_components = init_components, max_components
         self.em_iters, self.split_threshold = em_iters, float(split_threshold)
@@ -81,6 +84,7 @@ class DynamicGaussianAnchoring(nn.Module):
         self.merge, self.align, self.align_max = bool(merge), align, float(align_max)
         self.seed, self.tol, self.noise_floor = int(seed), float(tol), float(noise_floor)
         self.search_samples, self.progress = search_samples, progress
+        self.final_em_iters = final_em_iters
         self.split_rule = split_rule(split, self.split_threshold)
         self.d_max = default_d_max(unit_dim, d_max)
         self.cfg = MStepConfig(model=model, d_select=d_select, threshold=float(threshold), d_max=self.d_max,
@@ -189,7 +193,7 @@ class DynamicGaussianAnchoring(nn.Module):
                            em_iters=self.em_iters, tol=self.tol, min_cluster_size=self.min_cluster_size,
                            max_split_rounds=self.max_split_rounds, merge=self.merge,
                            search_samples=self.search_samples, seed=self.seed, noise_floor=self.noise_floor,
-                           mstep=self.cfg, split=self.split_rule)
+                           mstep=self.cfg, split=self.split_rule, final_em_iters=self.final_em_iters)
 
     # ------------------------------------------------------------------ use
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, U, Dc] -> [B, U, Dc]

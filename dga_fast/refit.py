@@ -28,6 +28,7 @@ from ._rng import UnitStreams
 from .distributed import LOCAL, Reducer
 from .mixture import MixtureState, MStepConfig, fit_em, init_state, initial_partition, responsibilities
 from .mixture.merge import PointStats, merge_components
+from .mixture.reduce import sum_samples
 from .mixture.split_test import principal_axis_test
 
 
@@ -99,6 +100,7 @@ class RefitConfig:
     noise_floor: float
     mstep: MStepConfig
     split: object
+    final_em_iters: int = 2
 
 
 class RefitContext:
@@ -131,8 +133,8 @@ class RefitContext:
         fl = self.floor if groups is None else self.floor[groups]
         n = self.reducer.sum_int(x.shape[1])
         cfg = dataclasses.replace(self.cfg.mstep, min_mass=max(self.cfg.min_cluster_size * n / self.N, 2.0))
-        res = fit_em(x, state, cfg, fl, max_iter=max_iter or self.cfg.em_iters, tol=self.cfg.tol,
-                     reducer=self.reducer)
+        res = fit_em(x, state, cfg, fl, max_iter=self.cfg.em_iters if max_iter is None else max_iter,
+                     tol=self.cfg.tol, reducer=self.reducer)
         self.info["em_iters"] += int(res.n_iter.max()) if res.n_iter.numel() else 0
         return res
 
@@ -185,8 +187,8 @@ def split_round(ctx: RefitContext, state: MixtureState, xs: torch.Tensor,
     ctx.info["n_split"][idx.cpu()] += n_split[did].cpu()
     ctx.info["split_rounds"][idx.cpu()] += 1
     grown = new.index_groups(did.nonzero().squeeze(1))
-    # a split round's EM only has to settle the children (the final EM polishes): half the budget
-    res = ctx.em(grown.resize(grown.used_slots()), x_t[did], idx, max_iter=max(cfg.em_iters // 2, 1))
+    # a split round's EM only has to settle the children (the final EM polishes): a third of the budget
+    res = ctx.em(grown.resize(grown.used_slots()), x_t[did], idx, max_iter=max(cfg.em_iters // 3, 1))
     fitted = res.state.resize(cfg.max_components)
     state = state.scatter_groups(idx, fitted)
     lr = ctx.log_resp
@@ -211,7 +213,7 @@ def split_rounds(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> Mi
 
 def filter_stage(ctx: RefitContext, state: MixtureState, log_resp: torch.Tensor, n_data: int) -> MixtureState:
     """Drop components with soft mass below ``min_cluster_size`` (counted in tokens of the whole data)."""
-    mass = ctx.reducer.sum(responsibilities(log_resp).sum(1)) * (ctx.N / n_data)
+    mass = ctx.reducer.sum(sum_samples(responsibilities(log_resp))) * (ctx.N / n_data)
     state = ops.filter_components(state, mass[..., :state.K], float(ctx.cfg.min_cluster_size))
     return check_stage(state.resize(state.used_slots()), "filter")
 
@@ -269,7 +271,7 @@ def refit_mixtures(ctx: RefitContext) -> tuple[MixtureState, torch.Tensor]:
     if cfg.merge:
         state = merge_stage(ctx, state, xs)
         ctx.timer.done("merge")
-    res = ctx.em(state, ctx.x)
+    res = ctx.em(state, ctx.x, max_iter=cfg.final_em_iters)
     state = filter_stage(ctx, res.state, res.log_resp, ctx.N)
     ctx.timer.done("final em")
     ctx.timer.close()

@@ -51,24 +51,16 @@ def _fit(tokens, **kw):
     return DynamicGaussianAnchoring(tokens.shape[1], tokens.shape[2], **kw).refit(tokens)
 
 
-def _same_unit(a, ua, b, ub, tokens):
-    """The same mixture: the same components (count, dims), the same hard assignment of the unit's tokens, and
-    parameters equal up to float rounding. The batched GEMMs of the E-step are shaped by the batch (its largest
-    component count and subspace width), so their rounding differs in the last bits, and EM can carry that to
-    about 1e-2 in a parameter when a convergence test lands on the other side of ``tol``: the tolerance on the
-    parameters says so; the structure and the assignment are exact."""
-    assert int(a.n_components[ua]) == int(b.n_components[ub])
-    k = int(a.n_components[ua])
-    assert torch.equal(a.mix_dims[ua, :k], b.mix_dims[ub, :k])
-    torch.testing.assert_close(a.norm_shift[ua], b.norm_shift[ub])
-    torch.testing.assert_close(a.norm_scale[ua], b.norm_scale[ub])
-    for name in ("mix_means", "mix_eigvals", "mix_noise", "mix_log_weights"):
-        torch.testing.assert_close(getattr(a, name)[ua, :k], getattr(b, name)[ub, :k], rtol=0.05, atol=0.05)
-    agree = (a.assign(tokens)[:, ua] == b.assign(tokens[:, :b.num_units])[:, ub]).float().mean()
-    assert float(agree) >= 0.999, float(agree)
+def _same_unit(a, ua, b, ub):
+    """Bit for bit the same mixture and normalisation (the reference backend's reductions are ordered so that a
+    unit's numbers do not depend on the batch: ``dga_fast.mixture.reduce``)."""
+    for name, t in b.state_dict().items():
+        if name in ("_fitted", "n_refits"):
+            continue
+        assert torch.equal(a.state_dict()[name][ua], t[ub]), name
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 1000), k=st.integers(1, 5))
 def test_units_fitted_alone_or_in_a_batch_get_the_same_mixture(seed, k):
     units = hard_setting(12, max_levels=20)
@@ -77,7 +69,7 @@ def test_units_fitted_alone_or_in_a_batch_get_the_same_mixture(seed, k):
     full = _fit(data.tokens, **kw)
     prefix = _fit(data.tokens[:, :k].contiguous(), **kw)      # units 0..k-1 have the same ids
     for u in range(k):
-        _same_unit(full, u, prefix, u, data.tokens)
+        _same_unit(full, u, prefix, u)
 
 
 def test_pipeline_on_any_subset_of_units_matches_the_batch():
@@ -93,8 +85,8 @@ def test_pipeline_on_any_subset_of_units_matches_the_batch():
     sub = torch.tensor([3, 1])
     part, _ = refit_mixtures(RefitContext(x[sub].contiguous(), sub, cfg))
     for i, u in enumerate(sub.tolist()):
-        assert torch.equal(full.active[u], part.active[i])
-        torch.testing.assert_close(full.means[u], part.means[i], rtol=1e-4, atol=1e-4)
+        for name, t in part.tensors().items():
+            assert torch.equal(getattr(full, name)[u], t[i]), name
 
 
 def test_collapsed_units_get_one_gaussian_and_anchor_to_their_value():

@@ -7,6 +7,7 @@ import torch
 
 from ..distributed import LOCAL, Reducer
 from .mstep import MStepConfig, m_step
+from .reduce import sum_samples
 from .state import MixtureState
 
 
@@ -57,8 +58,7 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
         if log_resp_out is None or log_resp_out.shape[-1] != log_resp.shape[-1]:
             log_resp_out = torch.empty(G, N, log_resp.shape[-1], dtype=log_resp.dtype, device=x.device)
         log_resp_out[todo] = log_resp
-        LL = (ll.to(torch.float64).mean(1) if reducer.world == 1
-              else reducer.sum(ll.to(torch.float64).sum(1)) / n_total)
+        LL = reducer.sum(sum_samples(ll.to(torch.float64))) / n_total
         ll_out[todo] = LL
         prev = ll_prev[todo]
         done = (LL - prev).abs() < tol * (1.0 + LL.abs())   # NaN prev (first pass) -> False

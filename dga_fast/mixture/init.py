@@ -7,6 +7,7 @@ import torch
 
 from .._rng import as_streams
 from ..distributed import LOCAL, Reducer, global_rows
+from .reduce import sum_samples
 
 
 def sq_dist(x: torch.Tensor,  # [G, N, D]
@@ -69,7 +70,7 @@ def kmeans_plusplus(x: torch.Tensor,  # [G, n, D]
         cand = _sample_proportional(closest.to(torch.float64), L, streams, reducer, offset)
         cand_x = global_rows(x, cand, offset, reducer)                      # [G, L, D]
         new_closest = torch.minimum(closest.unsqueeze(-1), sq_dist(x, cand_x))   # [G, n, L]
-        best = reducer.sum(new_closest.sum(1, dtype=torch.float64)).argmin(1)   # [G]
+        best = reducer.sum(sum_samples(new_closest.to(torch.float64))).argmin(1)   # [G]
         centers.append(cand_x[torch.arange(G, device=x.device), best].unsqueeze(1))
         closest = new_closest[torch.arange(G, device=x.device), :, best]
     return torch.cat(centers, dim=1)

@@ -31,7 +31,8 @@ import torch
 
 from ..distributed import LOCAL, Reducer
 from .dims import cattell_dims
-from .mstep import MStepConfig, robust_eigh, scatter_matrices, subspace
+from .mstep import MStepConfig, Pairs, moments, robust_eigh, scatter_matrices, subspace
+from .reduce import logsumexp_slots
 from .state import MixtureState
 
 # parameters of a 1-D Gaussian mixture: two components (2 means, 2 variances, 1 weight) vs one (2)
@@ -58,9 +59,11 @@ class PointStats:
         """Counts, means and (ML) covariances of the hard-assigned points of every slot."""
         one_hot = torch.nn.functional.one_hot(labels, K).to(torch.float64)
         x64 = x.to(torch.float64)
-        n = reducer.sum(one_hot.sum(1))
-        means = reducer.sum(one_hot.transpose(1, 2) @ x64) / n.clamp_min(1.0).unsqueeze(-1)
-        cov = reducer.sum(scatter_matrices(x64, one_hot, means)) / n.clamp_min(1.0)[..., None, None]
+        pairs = Pairs.of(one_hot)
+        n, first = moments(x64, one_hot, pairs)
+        n = reducer.sum(n)
+        means = reducer.sum(first) / n.clamp_min(1.0).unsqueeze(-1)
+        cov = reducer.sum(scatter_matrices(x64, one_hot, means, pairs)) / n.clamp_min(1.0)[..., None, None]
         return cls(n=n, means=means, cov=cov)
 
 
@@ -140,7 +143,7 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
                                               accept.long()) > 0
     out.active = out.active & ~freed
     out.log_weights = torch.where(out.active, out.log_weights, torch.full_like(out.noise, float("-inf")))
-    out.log_weights = out.log_weights - torch.logsumexp(out.log_weights, 1, keepdim=True)
+    out.log_weights = out.log_weights - logsumexp_slots(out.log_weights, 1, keepdim=True)
     new_stats = PointStats(n=torch.where(accept, n_sum, n), means=torch.where(acc, mu_m, mus),
                            cov=torch.where(acc.unsqueeze(-1), cov_m, cov))
     return out, new_stats

@@ -7,6 +7,7 @@ import torch
 
 from ..distributed import LOCAL, Reducer
 from .dims import bic_dims, cattell_dims
+from .reduce import segment_sums, sum_slots
 from .state import MixtureState
 
 MODELS = ("AkjBkQkDk", "AkBkQkDk", "ABkQkDk", "AkjBQkDk")
@@ -28,40 +29,69 @@ class MStepConfig:
     min_mass: float = 2.0     # components with less soft mass are deactivated
 
 
+@dataclass
+class Pairs:
+    """The (sample, component) pairs with ``r_ik > RESP_EPS``, sorted by component (stable: samples in order):
+    ``sample [E]`` (g·N + i), ``comp [E]`` (g·K + k), ``r [E]`` and ``counts [G·K]`` pairs per component."""
+    sample: torch.Tensor
+    comp: torch.Tensor
+    r: torch.Tensor
+    counts: torch.Tensor
+
+    @classmethod
+    def of(cls, resp: torch.Tensor) -> "Pairs":   # resp [G, N, K]
+        G, N, K = resp.shape
+        flat = torch.nonzero(resp.reshape(-1) > RESP_EPS).squeeze(1)   # row-major (g, i, k)
+        comp = (flat // (N * K)) * K + flat % K
+        comp, order = torch.sort(comp, stable=True)
+        flat = flat[order]
+        return cls(sample=flat // K, comp=comp, r=resp.reshape(-1).index_select(0, flat),
+                   counts=torch.bincount(comp, minlength=G * K))
+
+
+def moments(x: torch.Tensor,       # [G, N, D]
+            resp: torch.Tensor,    # [G, N, K]
+            pairs: Pairs | None = None) -> tuple[torch.Tensor, torch.Tensor]:   # [G, K], [G, K, D]
+    """Soft masses ``n_k = Σ_i r_ik`` and first moments ``Σ_i r_ik x_i`` over the significant pairs, each
+    component's terms added in sample order (``reduce.segment_sums``): the same for a unit in any batch."""
+    G, N, D = x.shape
+    K = resp.shape[-1]
+    pairs = Pairs.of(resp) if pairs is None else pairs
+    nk = segment_sums(pairs.r, pairs.counts).view(G, K)
+    rows = x.reshape(-1, D).index_select(0, pairs.sample) * pairs.r.unsqueeze(-1)
+    return nk, segment_sums(rows, pairs.counts).view(G, K, D)
+
+
 def scatter_matrices(x: torch.Tensor,      # [G, N, D]
                      resp: torch.Tensor,   # [G, N, K]
-                     means: torch.Tensor   # [G, K, D]
+                     means: torch.Tensor,  # [G, K, D]
+                     pairs: Pairs | None = None
                      ) -> torch.Tensor:    # [G, K, D, D]
     """Centred scatter matrices ``Σ_i r_ik (x_i − μ_k)(x_i − μ_k)ᵀ`` of every component.
 
-    A segmented GEMM over the (sample, component) pairs with ``r_ik > RESP_EPS``: the pairs are sorted by
-    component, their rows ``√r_ik (x_i − μ_k)`` packed into tiles of ``TILE`` rows (a tile never mixes
-    components), one batched ``ZᵀZ`` over the tiles, and an ``index_add`` into the components. The cost
-    is ``O(E·D²)`` for ``E`` significant pairs: about ``N·D²`` when responsibilities are nearly hard (most
-    of a DyGA refit), at most the dense ``N·K·D²``; centring is exact (no ``E[xxᵀ] − μμᵀ``
-    cancellation), and nothing of size ``N·K·D`` is formed unless the responsibilities are that dense.
+    A segmented GEMM over the (sample, component) pairs with ``r_ik > RESP_EPS`` (``Pairs``): their rows
+    ``√r_ik (x_i − μ_k)`` packed into tiles of ``TILE`` rows (a tile never mixes components), one batched
+    ``ZᵀZ`` over the tiles, and the tiles of a component added in order. The cost is ``O(E·D²)`` for ``E``
+    significant pairs: about ``N·D²`` when responsibilities are nearly hard (most of a DyGA refit), at most
+    the dense ``N·K·D²``; centring is exact (no ``E[xxᵀ] − μμᵀ`` cancellation), and nothing of size ``N·K·D``
+    is formed unless the responsibilities are that dense.
     """
     G, N, D = x.shape
     K = resp.shape[-1]
-    flat = torch.nonzero(resp.reshape(-1) > RESP_EPS).squeeze(1)   # row-major (g, i, k)
-    key = (flat // (N * K)) * K + flat % K                           # component id g*K + k
-    key, order = torch.sort(key, stable=True)
-    flat = flat[order]
-    counts = torch.bincount(key, minlength=G * K)
+    pairs = Pairs.of(resp) if pairs is None else pairs
+    key, counts = pairs.comp, pairs.counts
     starts = torch.cumsum(counts, 0) - counts
     ntile = (counts + TILE - 1) // TILE
     tstart = torch.cumsum(ntile, 0) - ntile
     pos = torch.arange(key.numel(), device=x.device) - starts[key]
     dest = (tstart[key] + pos // TILE) * TILE + pos % TILE
-    rows = x.reshape(-1, D).index_select(0, flat // K)
+    rows = x.reshape(-1, D).index_select(0, pairs.sample)
     rows.sub_(means.reshape(-1, D).index_select(0, key))
-    rows.mul_(resp.reshape(-1).index_select(0, flat).sqrt_().unsqueeze(-1))
+    rows.mul_(pairs.r.sqrt().unsqueeze(-1))
     n_tiles = int(ntile.sum())
     Z = torch.zeros(n_tiles * TILE, D, dtype=x.dtype, device=x.device).index_copy_(0, dest, rows)
     Z = Z.view(n_tiles, TILE, D)
-    owner = torch.repeat_interleave(torch.arange(G * K, device=x.device), ntile)
-    S = torch.zeros(G * K, D, D, dtype=x.dtype, device=x.device)
-    S.index_add_(0, owner, Z.transpose(1, 2) @ Z)
+    S = segment_sums(Z.transpose(1, 2) @ Z, ntile)                      # [G*K, D, D]
     return S.view(G, K, D, D)
 
 
@@ -104,7 +134,7 @@ def _finite_only(active: torch.Tensor,  # [G, K]
                  ) -> torch.Tensor:     # [G, K]
     """``active`` without components whose mean or eigenvalues are not finite; a group left without any
     keeps its heaviest finite component."""
-    ok = torch.isfinite(means).all(-1) & torch.isfinite(evals).all(-1)
+    ok = torch.isfinite(means.sum(-1) + evals.sum(-1))   # a NaN or Inf anywhere makes the sum non-finite
     if bool(ok[active].all()):
         return active
     out = active & ok
@@ -129,16 +159,18 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     K = resp.shape[-1]
     dt = x.dtype
     N = n_total if n_total is not None else reducer.sum_int(N)
-    nk = reducer.sum(resp.sum(1))                                        # [G,K]
+    pairs = Pairs.of(resp)
+    nk, first = moments(x, resp, pairs)
+    nk = reducer.sum(nk)                                                 # [G,K]
     active = nk >= cfg.min_mass
     if prev_active is not None:
         active &= prev_active
     heaviest = torch.nn.functional.one_hot(nk.argmax(1), K).bool()
     active |= heaviest & ~active.any(1, keepdim=True)
-    resp = resp * active.unsqueeze(1).to(dt)
     safe_nk = torch.where(active, nk, torch.ones_like(nk)).clamp_min(torch.finfo(dt).tiny)
-    means = reducer.sum(resp.transpose(1, 2) @ x) / safe_nk.unsqueeze(-1)          # [G,K,D]
-    W = reducer.sum(scatter_matrices(x, resp, means)) / safe_nk[..., None, None]
+    means = reducer.sum(first) / safe_nk.unsqueeze(-1)                   # [G,K,D]
+    means = torch.where(active.unsqueeze(-1), means, torch.zeros_like(means))
+    W = reducer.sum(scatter_matrices(x, resp, means, pairs)) / safe_nk[..., None, None]
     W = 0.5 * (W + W.transpose(-1, -2))
     evals = torch.ones(G, K, D, dtype=dt, device=x.device)
     evecs = torch.eye(D, dtype=dt, device=x.device).expand(G, K, D, D).clone()
@@ -159,18 +191,18 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     trace = evals.sum(-1)                                                # [G,K]
     df = d.to(dt)
     pi = torch.where(active, nk / N, torch.zeros_like(nk))
-    pi = pi / pi.sum(1, keepdim=True)
+    pi = pi / sum_slots(pi, 1, keepdim=True)
     if cfg.model == "AkBkQkDk":
         a = (kept / df.clamp_min(1.0)).unsqueeze(-1).expand_as(top)
     elif cfg.model == "ABkQkDk":
-        a_g = (pi * kept).sum(1) / (pi * df).sum(1).clamp_min(torch.finfo(dt).tiny)
+        a_g = sum_slots(pi * kept, 1) / sum_slots(pi * df, 1).clamp_min(torch.finfo(dt).tiny)
         a = a_g.reshape(G, 1, 1).expand_as(top)
     else:
         a = top
     a = a.clamp_min(floor.reshape(G, 1, 1))
     resid = ((trace - kept) / (D - df).clamp_min(1.0))                   # per-component noise
     if cfg.model == "AkjBQkDk":
-        b_g = (pi * (trace - kept)).sum(1) / (pi * (D - df)).sum(1).clamp_min(torch.finfo(dt).tiny)
+        b_g = sum_slots(pi * (trace - kept), 1) / sum_slots(pi * (D - df), 1).clamp_min(torch.finfo(dt).tiny)
         b = b_g.unsqueeze(1).expand_as(resid)
     else:
         b = resid

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..distributed import LOCAL, Reducer
+from .reduce import sum_samples
 
 # a group whose centred RMS is below this many machine epsilons (of the data's dtype) of its RMS magnitude is
 # collapsed: constant up to rounding (float32: 7.6e-6, float64: 1.4e-14)
@@ -27,9 +28,9 @@ class Normaliser:
         G, N, D = x.shape
         n = n_total if n_total is not None else reducer.sum_int(N)
         x64 = x.to(torch.float64)
-        shift = reducer.sum(x64.sum(1)) / n                                       # [G, D]
-        var = reducer.sum((x64 - shift.unsqueeze(1)).square().sum((1, 2))) / (n * D)   # [G]
-        mag = reducer.sum(x64.square().sum((1, 2))) / (n * D)
+        shift = reducer.sum(sum_samples(x64)) / n                                 # [G, D]
+        var = reducer.sum(sum_samples((x64 - shift.unsqueeze(1)).square().sum(-1))) / (n * D)   # [G]
+        mag = reducer.sum(sum_samples(x64.square().sum(-1))) / (n * D)
         collapsed = var.sqrt() <= COLLAPSE_EPS * torch.finfo(x.dtype).eps * mag.sqrt()
         scale = torch.where(collapsed, torch.ones_like(var), var.sqrt())
         return cls(shift=shift.to(x.dtype), scale=scale.to(x.dtype), collapsed=collapsed)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from .reduce import sum_slots
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -153,7 +155,7 @@ class MixtureState:
         m = self.dim_mask()
         inv_b = 1.0 / b
         w = torch.where(m, 1.0 / a - inv_b.unsqueeze(-1), torch.zeros_like(a))
-        log_a = torch.where(m, torch.log(a), torch.zeros_like(a)).sum(-1)
+        log_a = sum_slots(torch.where(m, torch.log(a), torch.zeros_like(a)))
         d = self.dims.to(dt)
         const = log_a + (self.D - d) * torch.log(b) - 2.0 * self.log_weights.to(dt) + self.D * LOG_2PI
         const = torch.where(self.active, const, torch.full_like(const, float("inf")))

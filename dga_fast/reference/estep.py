@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..mixture.reduce import sum_slots
 from ..mixture.state import MixtureState
 
 
@@ -32,8 +33,6 @@ def _hddc_estep(x: torch.Tensor, state: MixtureState) -> tuple[torch.Tensor, tor
     Q = st.components.to(dt)                                  # [G,K,D,dm]
     Qflat = Q.permute(0, 2, 1, 3).reshape(G, D, K * dm)
     y = torch.baddbmm(-(mu.unsqueeze(-2) @ Q).reshape(G, 1, K * dm), xf, Qflat)   # Q_kᵀ(x − μ_k)
-    # block-diagonal [G, K*dm, K] holding w_kj in row k*dm + j, column k
-    wblock = (w.unsqueeze(-1) * torch.eye(K, dtype=dt, device=x.device).unsqueeze(1)).reshape(G, K * dm, K)
     # ‖x − μ‖²/b by expansion in float64: O(N·K·D), and the expansion's cancellation (clusters far from
     # the origin relative to their noise variance b) then costs nothing at float32 resolution
     x64, mu64, ib64 = x.to(torch.float64), st.means.to(torch.float64), inv_b.to(torch.float64)
@@ -41,10 +40,11 @@ def _hddc_estep(x: torch.Tensor, state: MixtureState) -> tuple[torch.Tensor, tor
     sq.add_(torch.linalg.vector_norm(x64, dim=-1, keepdim=True).square_())
     sq.clamp_min_(0.0).mul_(ib64.unsqueeze(1))
     cost = sq.to(dt).add_(const.unsqueeze(1))                                          # [G,N,K]
-    cost.baddbmm_(y.square_(), wblock)                                                 # + Σ_j w_kj y_j²
+    # + Σ_j w_kj y_j², summed in order of j (sum_slots: the same result whatever the batch's padding)
+    cost.add_(sum_slots(y.square_().view(G, N, K, dm).mul_(w.unsqueeze(1))))
     logp = cost.mul_(-0.5)                                    # [G,N,K], -inf on inactive slots
     top = logp.amax(-1, keepdim=True)
     # terms below e^-80 of the largest are negligible; clamping keeps exp off its slow underflow path
-    loglik = (logp - top).clamp_min_(-80.0).exp_().sum(-1).log_().add_(top.squeeze(-1))   # [G,N]
+    loglik = sum_slots((logp - top).clamp_min_(-80.0).exp_()).log_().add_(top.squeeze(-1))   # [G,N]
     log_resp = logp.sub_(loglik.unsqueeze(-1))
     return log_resp, loglik

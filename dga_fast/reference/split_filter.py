@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from ..mixture.reduce import logsumexp_slots
 from ..mixture.state import MixtureState
 
 
@@ -116,7 +117,7 @@ def apply_filter(state: MixtureState, keep: torch.Tensor, order: torch.Tensor) -
         fields[name] = torch.where(m, t, e)
     fields["active"] = keep
     lw = fields["log_weights"]
-    fields["log_weights"] = lw - torch.logsumexp(lw, dim=1, keepdim=True)
+    fields["log_weights"] = lw - logsumexp_slots(lw, 1, keepdim=True)
     return MixtureState(**fields)
 
 
