@@ -11,9 +11,10 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
                state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]``.
 
-    Exact cost of DESIGN §3 in float32 (float64 for float64 input) as three batched GEMMs, with no tensor
-    of size N·K·D: ``y = Qᵀx − Qᵀμ`` for all components at once, ``Σ_j w_j y_j²`` as a GEMM against the
-    block-diagonal ``w``, and ``‖x − μ‖² = ‖x‖² − 2xᵀμ + ‖μ‖²`` by expansion in float64 (its cancellation
+    Exact cost of DESIGN §3 in float32 (float64 for float64 input) with no tensor of size N·K·D:
+    ``y = Qᵀx − Qᵀμ`` for all components at once (one batched GEMM), ``Σ_j w_j y_j²`` summed over ``j`` in order
+    and the log-sum-exp over the slots summed in order (``mixture.reduce.sum_slots``: a unit's result does not
+    depend on the batch's padding), and ``‖x − μ‖² = ‖x‖² − 2xᵀμ + ‖μ‖²`` by expansion in float64 (its cancellation
     would otherwise cost ``eps·(‖x‖² + ‖μ‖²)/b`` of absolute precision, large for tight components far from
     the origin). Callers pass data centred and scaled per group (the mixture core, HDDC and
     DynamicGaussianAnchoring all do), which keeps the float32 projection well conditioned too.
