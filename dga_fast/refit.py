@@ -104,8 +104,8 @@ class RefitConfig:
 
 
 class RefitContext:
-    """What the stages share: all tokens ``x [G, N, D]`` (normalised, this rank's), the search subset ``xs``,
-    the unit ids, their random streams, the reducer, the last E-step on the subset, and the refit's record."""
+    """What the stages share: all tokens ``x [G, N, D]`` (normalised, this rank's), the unit ids, their random
+    streams, the reducer, the search size ``S``, the last E-step on the subset, and the refit's record."""
 
     def __init__(self, x: torch.Tensor, units: torch.Tensor, cfg: RefitConfig, reducer: Reducer = LOCAL,
                  progress: bool = False):
@@ -115,14 +115,15 @@ class RefitContext:
         self.n_local = x.shape[1]
         sizes = reducer.sizes(self.n_local)
         self.N, self.offset = sum(sizes), sum(sizes[:reducer.rank])
+        self.S = self.N                          # set by search_subset
         self.floor_value = float(cfg.noise_floor)
         self.floor = torch.full((self.G,), cfg.noise_floor, dtype=x.dtype, device=x.device)
         self.streams = UnitStreams(cfg.seed, units.tolist())
         self.log_resp: torch.Tensor | None = None
         n_split_rounds = cfg.max_split_rounds
         self.timer = _StageTimer(4 + n_split_rounds + int(cfg.merge) + 1, progress and reducer.rank == 0)
-        self.info = {"n_split": torch.zeros(self.G, dtype=torch.int64), "n_merged": torch.zeros(self.G, dtype=torch.int64),
-                     "split_rounds": torch.zeros(self.G, dtype=torch.int64), "em_iters": 0,
+        zeros = lambda: torch.zeros(self.G, dtype=torch.int64)   # noqa: E731  per unit of the batch
+        self.info = {"n_split": zeros(), "n_merged": zeros(), "split_rounds": zeros(), "em_iters": 0,
                      "stages": self.timer.stages, "world_size": reducer.world}
 
     def em(self, state: MixtureState, x: torch.Tensor, groups: torch.Tensor | None = None,
