@@ -10,6 +10,9 @@ except Exception:  # noqa: BLE001
 if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# every DyGA refit stage checks its own output (dga_fast.refit.check_stage) in the tests
+os.environ.setdefault("DGA_FAST_CHECK_STAGES", "1")
+
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25, print_blob=True,

@@ -13,7 +13,7 @@ from dga_fast.data import UnitSpec, hard_setting, make_published_tokens
 from dga_fast.refit import RefitContext, refit_mixtures
 from dga_fast.mixture.normalise import Normaliser
 
-os.environ["DGA_FAST_CHECK_STAGES"] = "1"   # every refit stage checks its own output (dga_fast.refit.check_stage)
+assert os.environ.get("DGA_FAST_CHECK_STAGES") == "1"   # conftest: every refit stage checks its own output
 
 unit_specs = st.builds(UnitSpec, levels=st.integers(1, 48), zipf=st.sampled_from([0.0, 0.7, 1.0, 1.5, 2.0]),
                        levels2=st.sampled_from([0, 0, 0, 2, 3]))

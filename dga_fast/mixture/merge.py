@@ -68,10 +68,12 @@ class PointStats:
 
 
 def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                stats: PointStats, verify=None) -> tuple[MixtureState, PointStats, torch.Tensor]:
+                stats: PointStats, verify=None, done: torch.Tensor | None = None
+                ) -> tuple[MixtureState, PointStats, torch.Tensor]:
     """One merge round; returns ``(state, stats, n_merged [G])`` with the merged slots' statistics updated.
     ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the candidate pairs (the
-    merged state holds every candidate merged). Computed in float64 (the tensors are tiny)."""
+    merged state holds every candidate merged). ``done [G]``: groups left as they are. Computed in float64
+    (the tensors are tiny)."""
     orig_dtype = state.dtype
     st = state.to(dtype=torch.float64)
     G, K, D = st.means.shape
@@ -99,6 +101,8 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
     best, nb = gain.max(-1)                                                        # [G,K]
     mutual = torch.gather(nb, 1, nb) == torch.arange(K, device=dev)
     accept = act & mutual & (best > 0) & (torch.arange(K, device=dev) < nb)
+    if done is not None:
+        accept &= ~done.unsqueeze(1)
     if bool(accept.any()) and verify is not None:
         accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total)[0], accept, nb)
     n_merged = accept.sum(1)
@@ -153,13 +157,16 @@ def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor:
                      max_rounds: int | None = None, stats: PointStats | None = None, verify=None
                      ) -> tuple[MixtureState, torch.Tensor]:
     """Merge rounds until no group merges (at most ``K − 1`` rounds). ``stats``: the components' statistics
-    (default: from the fitted parameters). A group that merges nothing in a round is left as it is, so every
-    group's result is its own. Returns ``(state, merged [G])``."""
+    (default: from the fitted parameters). A group that merges nothing in a round is done (its next round would
+    propose the same pairs): it is left as it is from then on, so every group's result is its own. Returns
+    ``(state, merged [G])``."""
     total = torch.zeros(state.G, dtype=torch.int64, device=state.device)
+    done = torch.zeros(state.G, dtype=torch.bool, device=state.device)
     stats = PointStats.of_state(state, n_total) if stats is None else stats
     for _ in range(max_rounds if max_rounds is not None else state.K - 1):
-        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify)
+        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify, done)
         total += n
-        if not bool(n.any()):
+        done |= n == 0
+        if bool(done.all()):
             break
     return state, total
