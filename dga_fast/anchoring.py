@@ -28,7 +28,7 @@ class DynamicGaussianAnchoring(nn.Module):
 
     Structure search (every rule decided per unit: a unit gets the mixture it would get fitted alone):
     - ``split="bic"`` (default): a component is split in two when its own hard-assigned points prefer two
-      Gaussians to one along its principal axis (a classification BIC, ``mixture.split_test``); a round
+      Gaussians to one along its principal axis (a classification BIC, ``mixture.axis_split``); a round
       splits every such component (largest gain first) while ``max_components`` allows, EM refits the units
       that split, and a unit leaves the rounds when nothing of it splits (at most ``max_split_rounds``).
       ``split="spread"``: the earlier rule, relative spread above ``split_threshold``.

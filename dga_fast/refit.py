@@ -29,7 +29,7 @@ from .distributed import LOCAL, Reducer
 from .mixture import MixtureState, MStepConfig, fit_em, init_state, initial_partition, responsibilities
 from .mixture.merge import PointStats, merge_components
 from .mixture.reduce import sum_samples
-from .mixture.split_test import principal_axis_test
+from .mixture.axis_split import principal_axis_test
 
 
 # ---------------------------------------------------------------------------------------------- split rules
@@ -44,7 +44,7 @@ class SplitScores:
 @dataclass(frozen=True)
 class SplitByBIC:
     """Split a component when the classification BIC of its own points along its principal axis prefers two
-    Gaussians (``mixture.split_test``); both children must get ``min_count`` points; the largest gain first;
+    Gaussians (``mixture.axis_split``); both children must get ``min_count`` points; the largest gain first;
     the children start at the two classes' means."""
     iters: int = 10
 

@@ -14,7 +14,7 @@ Gaussian when its noise variance ``b`` is tiny, and a full-space BIC would keep 
 The statistics of a component (mass, mean, covariance) come either from the fitted parameters (``π_k N``,
 ``μ_k``, ``Σ_k``) or from the component's own hard-assigned points (``PointStats``). A ``verify`` callable
 has the last word on every candidate pair: DynamicGaussianAnchoring passes the split test of
-``split_test.py`` on the union of the pair's points, so that a merge never makes a component the split test
+``axis_split.py`` on the union of the pair's points, so that a merge never makes a component the split test
 would split again (merge and split cannot undo each other).
 
 Every round scores all pairs (batched over groups), lets each component pick its partner with the largest
