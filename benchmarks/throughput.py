@@ -126,6 +126,7 @@ def family_refit(args, device) -> list[Case]:
 
     from dga_fast import DynamicGaussianAnchoring
     from dga_fast.data import hard_setting, make_published_tokens, make_unit_tokens
+    from dga_fast.mixture.normalise import Normaliser
     from loop_baseline import loop_refit
 
     sz = SIZES[args.size]
@@ -141,7 +142,8 @@ def family_refit(args, device) -> list[Case]:
     def mean_ari(pred, units):
         return float(np.mean([adjusted_rand_score(labels[:, u], pred[:, i]) for i, u in enumerate(units)]))
 
-    dyga = DynamicGaussianAnchoring(U, D, seed=args.seed).to(device)
+    dyga = DynamicGaussianAnchoring(U, D, seed=args.seed,
+                                    max_components=max(32, int(data.levels.max()) + 8)).to(device)
 
     def run_dyga():
         dyga.refit(tokens)
@@ -178,10 +180,9 @@ def family_refit(args, device) -> list[Case]:
         ari = mean_ari(pred, range(U))
         return {"ok": True, "mean_ari": round(ari, 4), "given": "true number of components"}
 
-    lu = list(range(min(args.loop_units, U)))
+    lu = [u for u in range(U) if levels[u] > 1][:args.loop_units]     # a collapsed unit would NaN the loop EM
     xn = data.tokens.transpose(0, 1)[lu].float()
-    xn = xn - xn.mean(1, keepdim=True)
-    xn = xn / (xn.square().sum(-1).mean(1) / D).sqrt()[:, None, None]
+    xn = Normaliser.fit(xn)(xn)
 
     def run_loop():
         return np.stack([loop_refit(xn[i], seed=args.seed).numpy() for i in range(len(lu))], axis=1)
