@@ -2,6 +2,7 @@
 U-Net uses Skip Dropout (DESIGN §6)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -62,6 +63,7 @@ class AnchoredDiffusion(nn.Module):
         self.register_buffer("pc_mean", torch.zeros(num_units, unit_dim))
         self.register_buffer("pc_dir", torch.zeros(num_units, unit_dim))
         self.register_buffer("pc_fitted", torch.zeros((), dtype=torch.bool))
+        self.last_refit: dict = {}   # diagnostics of the last refit_anchors (see _refit_diagnostics)
 
     # ------------------------------------------------------------------ validation
     def _check_images(self, x, name: str = "x") -> torch.Tensor:
@@ -143,10 +145,14 @@ class AnchoredDiffusion(nn.Module):
         tokens of ``data`` (images or batches, see ``collect_tokens``). Under ``torch.distributed`` (more than
         one rank) ``data`` is this rank's share and both are fitted to all ranks' tokens (every rank calls it)."""
         from . import distributed as dist_
+        t0 = time.perf_counter()
         tokens = self.collect_tokens(data)
         R = dist_.Reducer() if dist_.is_active() else dist_.LOCAL
+        old_anchor = self._anchor_means(tokens)
         if self.anchoring is not None:
             self.anchoring.refit(tokens, distributed=R.world > 1)
+        self.last_refit = self._refit_diagnostics(tokens, old_anchor, R)
+        self.last_refit["refit_s"] = round(time.perf_counter() - t0, 4)
         if R.world == 1:
             mean = tokens.mean(0)                                            # [U, Dc]
             _, _, vh = torch.linalg.svd((tokens - mean).transpose(0, 1), full_matrices=False)
@@ -160,6 +166,33 @@ class AnchoredDiffusion(nn.Module):
         self.pc_dir.copy_(direction * torch.sign(direction.sum(-1, keepdim=True) + 1e-12))
         self.pc_fitted.fill_(True)
         return self
+
+    def _anchor_means(self, tokens: torch.Tensor) -> torch.Tensor | None:   # [N, U, Dc] or None
+        """The mean of every token's most responsible Gaussian, in token coordinates (None before a fit)."""
+        dyga = self.anchoring
+        if dyga is None or not dyga.fitted:
+            return None
+        k = dyga.assign(tokens)                                              # [N, U]
+        return torch.gather(dyga.means.unsqueeze(0).expand(len(tokens), -1, -1, -1), 2,
+                            k[..., None, None].expand(-1, -1, 1, tokens.shape[-1])).squeeze(2)
+
+    def _refit_diagnostics(self, tokens: torch.Tensor, old_anchor, R) -> dict:
+        """Per unit (lists): ``spread`` (RMS distance of the unit's tokens to their mean, over all ranks),
+        ``components`` (Gaussians; absent without anchoring) and ``anchor_changed`` (fraction of the tokens whose
+        anchor mean moved by more than 10% of the unit's spread at this refit; 1.0 at the first refit)."""
+        n = R.sum_int(tokens.shape[0])
+        mean = R.sum(tokens.sum(0)) / n
+        spread = (R.sum((tokens - mean).square().sum(-1).sum(0)) / n).sqrt()          # [U]
+        out = {"spread": [round(float(v), 6) for v in spread]}
+        if self.anchoring is not None:
+            out["components"] = self.anchoring.n_components.tolist()
+            if old_anchor is None:
+                changed = torch.ones_like(spread)
+            else:
+                moved = (self._anchor_means(tokens) - old_anchor).norm(dim=-1) > 0.1 * spread   # [N, U]
+                changed = R.sum(moved.sum(0).to(spread.dtype)) / n
+            out["anchor_changed"] = [round(float(v), 4) for v in changed]
+        return out
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()

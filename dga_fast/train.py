@@ -212,6 +212,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 raise FloatingPointError(f"non-finite loss {float(mean_loss)} at step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            logging = step % cfg.log_every == 0 or step == cfg.steps
+            grads = _grad_norms(model) if logging else {}      # before clipping
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -224,12 +226,14 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 with nvtx_range("refit"):
                     _refit(model, dataset, cfg, step, R)
                 history["refit_steps"].append(step)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+                if log is not None:
+                    log.write(json.dumps({"step": step, "event": "refit", **model.last_refit}) + "\n")
+            if logging:
                 now = time.perf_counter()
                 ips = imgs / max(now - t_last, 1e-9)
                 t_last, imgs = now, 0
                 if log is not None:
-                    log.write(json.dumps({"step": step, "loss": lv, "images_per_s": round(ips, 2)}) + "\n")
+                    log.write(json.dumps({"step": step, "loss": lv, "images_per_s": round(ips, 2), **grads}) + "\n")
                     log.flush()
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{ips:.1f}")
@@ -253,6 +257,17 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             log.close()
     history["step"] = cfg.steps
     return history
+
+
+def _grad_norms(model) -> dict:
+    """L2 norms of the gradients of the encoder (feature extractor and token MLPs) and of the U-Net."""
+    out = {}
+    for name in ("encoder", "unet"):
+        grads = [p.grad for p in getattr(model, name).parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
+            if grads else torch.zeros(())
+        out[f"grad_norm_{name}"] = round(float(norm), 6)
+    return out
 
 
 def _wrap_ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -1,0 +1,52 @@
+"""Per-checkpoint health of a run's latent units: every unit's token spread (RMS distance of its tokens to their
+mean) and the std of its scalar latent unit on the same images, and each unit's spread relative to its peak over
+the checkpoints (issue 13: a unit whose spread falls to a few % of its peak is dead).
+
+    python benchmarks/unit_health.py runs/i13/dyga-s0 [--images 1000] [--out health.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    from dga_fast import AnchoredDiffusion
+    from dga_fast.data import SyntheticShapes
+    cks = sorted((args.run / "checkpoints").glob("step_*"))
+    if not cks:
+        raise FileNotFoundError(f"{args.run}/checkpoints holds no step_* checkpoint")
+    rows = []
+    for ck in cks:
+        model = AnchoredDiffusion.load(ck).eval()
+        data = SyntheticShapes(model.config["image_size"])
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:args.images]
+        x = data.get_batch(idx)[0]
+        with torch.no_grad():
+            tok = model.collect_tokens(x)                                          # [N, U, Dc]
+            units = torch.cat([model.latent_units(x[i:i + 256]) for i in range(0, len(x), 256)])
+        spread = (tok - tok.mean(0)).square().sum(-1).mean(0).sqrt()
+        rows.append({"step": int(ck.name.split("_")[1]), "spread": spread.tolist(), "unit_std": units.std(0).tolist()})
+    peak = torch.tensor([r["spread"] for r in rows]).amax(0)
+    for r in rows:
+        r["spread_rel_peak"] = (torch.tensor(r["spread"]) / peak.clamp_min(1e-12)).tolist()
+    print(f"{'step':>6}  min spread/peak  units below 10% of peak")
+    for r in rows:
+        rel = r["spread_rel_peak"]
+        print(f"{r['step']:>6}  {min(rel):15.3f}  {[u for u, v in enumerate(rel) if v < 0.1]}")
+    if args.out:
+        args.out.write_text(json.dumps({"run": str(args.run), "images": args.images, "rows": rows}, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

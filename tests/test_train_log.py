@@ -1,0 +1,40 @@
+"""The training log carries the diagnostics of issue 13: every refit's per-unit spread, components and anchor
+changes with its seconds, and the encoder / U-Net gradient norms every log_every steps."""
+import json
+
+import torch
+
+from dga_fast import AnchoredDiffusion
+from dga_fast.data import SyntheticShapes
+from dga_fast.train import fit
+
+
+def test_log_has_refit_and_gradient_diagnostics(tmp_path):
+    torch.manual_seed(0)
+    m = AnchoredDiffusion(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1, attention_resolutions=(2,), num_heads=2,
+                          anchoring=dict(init_components=3, min_cluster_size=4))
+    fit(m, SyntheticShapes(16), tmp_path, steps=6, batch_size=8, refit_warmup=2, refit_every=2, refit_samples=96,
+        log_every=3, progress=False)
+    lines = [json.loads(s) for s in (tmp_path / "log.jsonl").read_text().splitlines()]
+    refits = [r for r in lines if r.get("event") == "refit"]
+    steps = [r for r in lines if "loss" in r]
+    assert [r["step"] for r in refits] == [2, 4, 6]
+    for r in refits:
+        assert len(r["spread"]) == len(r["components"]) == len(r["anchor_changed"]) == 4
+        assert all(s > 0 for s in r["spread"]) and all(1 <= c <= m.anchoring.max_components for c in r["components"])
+        assert all(0.0 <= a <= 1.0 for a in r["anchor_changed"]) and r["refit_s"] > 0
+    assert refits[0]["anchor_changed"] == [1.0] * 4          # the first refit places every anchor
+    assert [r["step"] for r in steps] == [3, 6]
+    for r in steps:
+        assert r["grad_norm_encoder"] >= 0 and r["grad_norm_unet"] > 0
+    assert m.last_refit["components"] == refits[-1]["components"]
+
+
+def test_baseline_log_has_spread_but_no_components(tmp_path):
+    m = AnchoredDiffusion(image_size=16, num_units=3, unit_dim=8, base_channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1, attention_resolutions=(2,), num_heads=2, anchoring=None)
+    fit(m, SyntheticShapes(16), tmp_path, steps=2, batch_size=4, refit_warmup=2, refit_every=2, refit_samples=32,
+        log_every=1, progress=False)
+    refit = [json.loads(s) for s in (tmp_path / "log.jsonl").read_text().splitlines() if "event" in s][0]
+    assert len(refit["spread"]) == 3 and "components" not in refit and "anchor_changed" not in refit
