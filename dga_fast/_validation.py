@@ -47,14 +47,3 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
-
-
-def check_not_constant(name: str, x: torch.Tensor, *, group_dim_name: str = "group") -> None:
-    """``x [G, N, D]``: raise if the data of any group has zero variance (all samples identical)."""
-    spread = (x - x.mean(dim=1, keepdim=True)).abs().amax(dim=(1, 2))  # [G]
-    scale = x.abs().amax(dim=(1, 2)).clamp_min(1.0)
-    bad = spread <= 1e-12 * scale
-    if bool(bad.any()):
-        idx = torch.nonzero(bad).flatten().tolist()
-        raise ValueError(f"{name} is constant (zero variance) for {group_dim_name} {idx[:8]}; "
-                         "a mixture cannot be fitted to constant data")
