@@ -132,7 +132,7 @@ def load_model(cls, path, map_location="cpu"):
     cfg = read_json(ck / CONFIG_NAME)
     if cfg.get("format") != FORMAT or "model" not in cfg:
         raise ValueError(f"{ck / CONFIG_NAME} is not a dga_fast checkpoint config")
-    model = cls(**cfg["model"])
+    model = cls.from_config(cfg["model"]) if hasattr(cls, "from_config") else cls(**cfg["model"])
     state = read_tensors(ck / WEIGHTS_NAME)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

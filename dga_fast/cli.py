@@ -38,6 +38,7 @@ def cmd_train(args) -> int:
     from dataclasses import asdict
     from .model import AnchoredDiffusion
     from .presets import PRESETS
+    from .collapse import EncoderCollapse
     from .train import TrainConfig, fit
 
     out = Path(args.out)
@@ -61,6 +62,9 @@ def cmd_train(args) -> int:
             if getattr(args, flag) is not None:
                 train_cfg[key] = getattr(args, flag)
         data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": model_cfg["image_size"]}
+    for key in ("on_collapse", "collapse_threshold"):   # may change on --resume
+        if getattr(args, key) is not None:
+            train_cfg[key] = getattr(args, key)
     train_cfg["progress"] = not args.no_progress
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -71,11 +75,15 @@ def cmd_train(args) -> int:
     try:
         dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
         torch.manual_seed(train_cfg["seed"])
-        model = AnchoredDiffusion(**model_cfg).to(device)
+        model = AnchoredDiffusion.from_config(model_cfg).to(device)
         if dist_.rank() == 0:
             out.mkdir(parents=True, exist_ok=True)
-        hist = fit(model, dataset, out, TrainConfig(**train_cfg), resume=args.resume,
-                   run_info={"dataset": data_cfg})
+        try:
+            hist = fit(model, dataset, out, TrainConfig(**train_cfg), resume=args.resume,
+                       run_info={"dataset": data_cfg})
+        except EncoderCollapse as e:
+            print(f"training stopped (--on-collapse stop): {e}", file=sys.stderr)
+            return 3
         last = hist["losses"][-1][1] if hist["losses"] else float("nan")
         if dist_.rank() == 0:
             print(f"trained to step {hist['step']} (last loss {last:.4f}); refits at {hist['refit_steps']}; "
@@ -171,6 +179,11 @@ def main(argv=None) -> int:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-anchoring", action="store_true", help="EncDiff baseline: no DyGA")
     t.add_argument("--skip-dropout", type=float, help="skip dropout rate (0 disables)")
+    t.add_argument("--on-collapse", choices=("warn", "stop"), default=None,
+                   help="when every latent unit's token spread falls below --collapse-threshold of its peak: "
+                        "warn (default) or stop (checkpoint, exit with status 3)")
+    t.add_argument("--collapse-threshold", type=float, default=None,
+                   help="a unit counts as dead below this fraction of its peak token spread (default 0.1)")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available); under torchrun every "
                                     "rank takes the GPU of its LOCAL_RANK")

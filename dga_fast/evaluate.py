@@ -92,6 +92,9 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     if "mig" in results:
         plots.append(_heatmap(results["mig"]["mutual_information"], factor_names, units,
                               "mutual information (nats)", run_dir / "mutual_information.png").name)
+    if (run_dir / "log.jsonl").is_file():
+        from .log_plot import plot_training_log
+        plots.append(plot_training_log(run_dir).name)
     if model.anchoring is not None and model.anchoring.fitted:
         f = ds.sample_factors(min(1024, n or 1024), np.random.default_rng(seed))
         tokens = model.collect_tokens(ds.images_from_factors(f))

@@ -21,15 +21,25 @@ class AnchoredDiffusion(nn.Module):
     (DyGA, training) → cross-attention condition of an ε-prediction U-Net with Skip Dropout.
 
     ``anchoring=None, skip_dropout=0`` is the EncDiff baseline on the same code path. ``anchoring`` may be
-    ``True`` (defaults) or a dict of ``DynamicGaussianAnchoring`` keyword arguments.
+    ``True`` (defaults) or a dict of ``DynamicGaussianAnchoring`` keyword arguments. ``encoder_norm``:
+    ``"group"`` (default), ``"batch"`` or ``"none"``, see ``FeatureExtractor``.
     """
+
+    # constructor arguments that configs written before they existed lack, with the value that rebuilds them
+    legacy_config = {"encoder_norm": "none"}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "AnchoredDiffusion":
+        """The model a stored ``config`` describes (a checkpoint's or a run's ``config.json["model"]``)."""
+        return cls(**{**cls.legacy_config, **config})
 
     def __init__(self, image_size: int = 64, in_channels: int = 3, num_units: int = 20, unit_dim: int = 32,
                  base_channels: int = 64, channel_mult=(1, 2, 4, 4), num_res_blocks: int = 2,
                  attention_resolutions=(1, 2, 4), num_heads: int = 8, skip_dropout: float = 0.2,
                  skip_dropout_resolutions=(1, 2), anchoring=True, timesteps: int = 1000,
                  beta_schedule: str = "linear", beta_start: float = 0.0015, beta_end: float = 0.0155,
-                 loss: str = "l1", fused: bool = True, encoder_channels: int | None = None):
+                 loss: str = "l1", fused: bool = True, encoder_channels: int | None = None,
+                 encoder_norm: str = "group"):
         super().__init__()
         if loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
@@ -47,9 +57,9 @@ class AnchoredDiffusion(nn.Module):
                            skip_dropout_resolutions=list(skip_dropout_resolutions),
                            anchoring=anchoring if anchoring is not False else None, timesteps=timesteps,
                            beta_schedule=beta_schedule, beta_start=beta_start, beta_end=beta_end, loss=loss,
-                           fused=fused, encoder_channels=encoder_channels)
+                           fused=fused, encoder_channels=encoder_channels, encoder_norm=encoder_norm)
         self.encoder = FeatureExtractor(image_size, in_channels, num_units, unit_dim,
-                                        channels=encoder_channels or base_channels)
+                                        channels=encoder_channels or base_channels, norm=encoder_norm)
         self.unet = UNet(image_size, in_channels, base_channels, tuple(channel_mult), num_res_blocks,
                          tuple(attention_resolutions), num_heads, unit_dim, skip_dropout,
                          tuple(skip_dropout_resolutions), fused)

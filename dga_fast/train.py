@@ -23,6 +23,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed as dist_
+from .collapse import CollapseGuard, EncoderCollapse
 from .checkpoint import latest_checkpoint, model_config, read_json, read_tensors, write_checkpoint
 from .profiling import nvtx_range
 
@@ -43,6 +44,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     progress: bool = True
+    on_collapse: str = "warn"       # all units dead: "warn" or "stop" (checkpoint, raise EncoderCollapse)
+    collapse_threshold: float = 0.1  # a unit is dead below this fraction of its peak token spread
 
     def validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "refit_every", "refit_samples", "ckpt_every", "log_every"):
@@ -53,6 +56,7 @@ class TrainConfig:
             raise ValueError(f"refit_warmup must be >= 0, got {self.refit_warmup}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        CollapseGuard(self.collapse_threshold, self.on_collapse)   # validates both
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         return self
@@ -170,7 +174,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     ema = _EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     out = Path(out_dir) if out_dir is not None else None
     start = 0
-    history = {"losses": [], "refit_steps": []}
+    history = {"losses": [], "refit_steps": [], "spread_peak": None}
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         run_cfg = {"model": model.config, "train": asdict(cfg), **(run_info or {}),
@@ -188,6 +192,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     # check one batch before the loop: a clear error for wrong image size / channels / values
     probe = get_batch(dataset, torch.arange(min(2, n)))
     model._check_images(probe.to(device), "dataset images")
+    guard = CollapseGuard(cfg.collapse_threshold, cfg.on_collapse, history["spread_peak"])
     stream = BatchStream(n, cfg.batch_size, cfg.seed, R.world, R.rank)
     net = _LossForward(model)
     if R.world > 1:
@@ -228,6 +233,15 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 history["refit_steps"].append(step)
                 if log is not None:
                     log.write(json.dumps({"step": step, "event": "refit", **model.last_refit}) + "\n")
+                low, all_dead = guard.update(step, model.last_refit["spread"])
+                history["spread_peak"] = guard.peak
+                if low and log is not None:
+                    log.write(json.dumps({"step": step, "event": "collapse", "units": low, "all": all_dead}) + "\n")
+                    log.flush()
+                if all_dead and cfg.on_collapse == "stop":
+                    ck = save_training_state(out, step, model, opt, ema, cfg, history) \
+                        if out is not None and main else None
+                    raise EncoderCollapse(guard.message(step) + (f" Checkpoint: {ck}." if ck else ""), step, ck)
             if logging:
                 now = time.perf_counter()
                 ips = imgs / max(now - t_last, 1e-9)
@@ -243,6 +257,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 save_training_state(out, step, model, opt, ema, cfg, history)
             if callback is not None:
                 callback(step, model)
+    except EncoderCollapse:
+        raise
     except RuntimeError as e:   # in a group: a failed collective (gloo / NCCL errors are RuntimeErrors)
         if R.world > 1:
             raise dist_.RankStopped(
@@ -320,7 +336,8 @@ def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig,
         tensors["ema"] = ema.shadow
     meta = {"config": model_config(model),
             "train_state": {"step": step, "train": asdict(cfg), "optimizer": opt_m,
-                            "refit_steps": history["refit_steps"], "losses": history["losses"]}}
+                            "refit_steps": history["refit_steps"], "losses": history["losses"],
+                            "spread_peak": history.get("spread_peak")}}
     return write_checkpoint(out / "checkpoints" / f"step_{step:07d}", tensors, meta)
 
 
@@ -337,6 +354,7 @@ def _load_training_state(ck: Path, model, opt, ema, history: dict) -> int:
     torch.set_rng_state(read_tensors(ck / "rng.safetensors")["torch"])
     history["refit_steps"] = list(state.get("refit_steps", []))
     history["losses"] = [tuple(x) for x in state.get("losses", [])]
+    history["spread_peak"] = state.get("spread_peak")
     return int(state["step"])
 
 

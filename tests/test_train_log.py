@@ -38,3 +38,21 @@ def test_baseline_log_has_spread_but_no_components(tmp_path):
         log_every=1, progress=False)
     refit = [json.loads(s) for s in (tmp_path / "log.jsonl").read_text().splitlines() if "event" in s][0]
     assert len(refit["spread"]) == 3 and "components" not in refit and "anchor_changed" not in refit
+
+
+def test_training_log_plot(tmp_path):
+    from dga_fast.log_plot import plot_training_log, read_log
+    m = AnchoredDiffusion(image_size=16, num_units=3, unit_dim=8, base_channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1, attention_resolutions=(2,), num_heads=2,
+                          anchoring=dict(init_components=2, min_cluster_size=4))
+    fit(m, SyntheticShapes(16), tmp_path, steps=4, batch_size=4, refit_warmup=2, refit_every=2, refit_samples=48,
+        log_every=1, progress=False)
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"step": 5, "loss"')                    # a killed run's torn last line is skipped
+    steps, refits = read_log(tmp_path / "log.jsonl")
+    assert [r["step"] for r in steps] == [1, 2, 3, 4] and [r["step"] for r in refits] == [2, 4]
+    png = plot_training_log(tmp_path)
+    assert png == tmp_path / "training.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import pytest
+    with pytest.raises(FileNotFoundError, match="log.jsonl"):
+        plot_training_log(tmp_path / "nothing")
