@@ -2,7 +2,11 @@
 mean) and the std of its scalar latent unit on the same images, and each unit's spread relative to its peak over
 the checkpoints (issue 13: a unit whose spread falls to a few % of its peak is dead).
 
-    python benchmarks/unit_health.py runs/i13/dyga-s0 [--images 1000] [--out health.json]
+    python benchmarks/unit_health.py runs/i13/dyga-s0 [--images 1000] [--out health.json] \
+        [--metrics factor_vae,dci --samples 2000]
+
+``--metrics`` adds those disentanglement scores of every checkpoint (``dga_fast.evaluate.metric_calls``, train
+sample count ``--samples``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--metrics", default="", help="comma-separated, e.g. factor_vae,dci (default: none)")
+    ap.add_argument("--samples", type=int, default=2000)
     args = ap.parse_args(argv)
     from dga_fast import AnchoredDiffusion
     from dga_fast.data import SyntheticShapes
@@ -35,16 +41,25 @@ def main(argv=None):
             tok = model.collect_tokens(x)                                          # [N, U, Dc]
             units = torch.cat([model.latent_units(x[i:i + 256]) for i in range(0, len(x), 256)])
         spread = (tok - tok.mean(0)).square().sum(-1).mean(0).sqrt()
-        rows.append({"step": int(ck.name.split("_")[1]), "spread": spread.tolist(), "unit_std": units.std(0).tolist()})
+        row = {"step": int(ck.name.split("_")[1]), "spread": spread.tolist(), "unit_std": units.std(0).tolist()}
+        if args.metrics:
+            from dga_fast.evaluate import metric_calls
+            calls = metric_calls(lambda im: model.representation(im), data, args.samples, args.seed)
+            res = {m: calls[m]() for m in args.metrics.split(",")}
+            row["factor_vae"] = res.get("factor_vae", {}).get("factor_vae")
+            row["dci_disentanglement"] = res.get("dci", {}).get("disentanglement")
+        rows.append(row)
     peak = torch.tensor([r["spread"] for r in rows]).amax(0)
     for r in rows:
         r["spread_rel_peak"] = (torch.tensor(r["spread"]) / peak.clamp_min(1e-12)).tolist()
-    print(f"{'step':>6}  min spread/peak  units below 10% of peak")
+    print(f"{'step':>6}  min spread/peak  FactorVAE  DCI-D  units below 10% of peak")
     for r in rows:
         rel = r["spread_rel_peak"]
-        print(f"{r['step']:>6}  {min(rel):15.3f}  {[u for u, v in enumerate(rel) if v < 0.1]}")
+        fv, dd = r.get("factor_vae"), r.get("dci_disentanglement")
+        print(f"{r['step']:>6}  {min(rel):15.3f}  {'' if fv is None else f'{fv:.3f}':>9}  "
+              f"{'' if dd is None else f'{dd:.3f}':>5}  {[u for u, v in enumerate(rel) if v < 0.1]}")
     if args.out:
-        args.out.write_text(json.dumps({"run": str(args.run), "images": args.images, "rows": rows}, indent=1))
+        args.out.write_text(json.dumps({"run": str(args.run), "images": args.images, "metric_samples": args.samples if args.metrics else None, "rows": rows}, indent=1))
     return rows
 
 

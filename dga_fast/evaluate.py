@@ -29,12 +29,31 @@ def _heatmap(matrix, xlabels, ylabels, title, path):
     return save_figure(fig, path)
 
 
+def metric_calls(rep, ds, samples: int | None = None, seed: int = 0) -> dict:
+    """``{metric name: () -> result}`` for representation ``rep(images) -> [N, U]`` on ``ds``; ``samples`` as in
+    ``evaluate_run``."""
+    from . import metrics as M
+    n = samples
+    kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
+    return {
+        "mig": lambda: M.mig(rep, ds, seed=seed, **({} if n is None else {"num_train": n})),
+        "dci": lambda: M.dci(rep, ds, seed=seed, **kw),
+        "sap": lambda: M.sap(rep, ds, seed=seed, **kw),
+        "modularity": lambda: M.modularity_explicitness(rep, ds, seed=seed, **kw),
+        "factor_vae": lambda: M.factor_vae_score(
+            rep, ds, seed=seed, **({} if n is None else {"num_variance_estimate": n, "num_train": max(n // 10, 5),
+                                                          "num_eval": max(n // 20, 5)})),
+        "beta_vae": lambda: M.beta_vae_score(
+            rep, ds, seed=seed, **({} if n is None else {"num_train": max(n // 10, 5), "num_eval": max(n // 20, 5)})),
+        "tad": lambda: M.tad(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
+    }
+
+
 def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, seed: int = 0, dataset=None,
                  progress: bool = True) -> dict:
     """Compute ``metrics`` for the latest checkpoint of ``run_dir`` on its dataset (or ``dataset``) and
     write ``metrics.json`` and the plots into ``run_dir``. ``samples`` scales every sample count down (the
     train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults."""
-    from . import metrics as M
     from .cli import _load_run
     from .viz import plot_anchors
 
@@ -53,20 +72,7 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     def rep(images):
         return model.representation(images.to(model.device))
 
-    n = samples
-    kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
-    calls = {
-        "mig": lambda: M.mig(rep, ds, seed=seed, **({} if n is None else {"num_train": n})),
-        "dci": lambda: M.dci(rep, ds, seed=seed, **kw),
-        "sap": lambda: M.sap(rep, ds, seed=seed, **kw),
-        "modularity": lambda: M.modularity_explicitness(rep, ds, seed=seed, **kw),
-        "factor_vae": lambda: M.factor_vae_score(
-            rep, ds, seed=seed, **({} if n is None else {"num_variance_estimate": n, "num_train": max(n // 10, 5),
-                                                          "num_eval": max(n // 20, 5)})),
-        "beta_vae": lambda: M.beta_vae_score(
-            rep, ds, seed=seed, **({} if n is None else {"num_train": max(n // 10, 5), "num_eval": max(n // 20, 5)})),
-        "tad": lambda: M.tad(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
-    }
+    calls = metric_calls(rep, ds, samples, seed)
     results, seconds = {}, {}
     bar = None
     if progress:
