@@ -75,7 +75,8 @@ def cmd_train(args) -> int:
     try:
         dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
         torch.manual_seed(train_cfg["seed"])
-        model = AnchoredDiffusion.from_config(model_cfg).to(device)
+        # a stored run config may predate some arguments (legacy defaults); a preset takes today's defaults
+        model = (AnchoredDiffusion.from_config(model_cfg) if args.resume else AnchoredDiffusion(**model_cfg)).to(device)
         if dist_.rank() == 0:
             out.mkdir(parents=True, exist_ok=True)
         try:

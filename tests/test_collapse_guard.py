@@ -66,16 +66,16 @@ def test_cli_on_collapse_stop_exits_nonzero_with_checkpoint(tmp_path, monkeypatc
     micro = dict(model={k: v for k, v in SMALL.items() if k != "image_size"},
                  train=dict(steps=8, ckpt_every=100, **{k: v for k, v in FIT.items() if k != "progress"}))
     monkeypatch.setitem(presets.PRESETS, "tiny", micro)
-    build = AnchoredDiffusion.from_config.__func__
 
-    def dead_model(cls, config):
-        model = build(cls, config)
-        _kill_encoder(model)           # dead from the start: every unit's spread is 0 at the first refit
-        return model
-    monkeypatch.setattr(AnchoredDiffusion, "from_config", classmethod(dead_model))
+    class DeadEncoder(AnchoredDiffusion):
+        def __init__(self, **config):
+            super().__init__(**config)
+            _kill_encoder(self)        # dead from the start: every unit's spread is 0 at the first refit
+    monkeypatch.setattr("dga_fast.model.AnchoredDiffusion", DeadEncoder)
     out = tmp_path / "run"
     with pytest.warns(CollapseWarning):
         rc = cli.main(["train", "--out", str(out), "--image-size", "16", "--on-collapse", "stop", "--no-progress"])
     assert rc == 3
     assert "every latent unit" in capsys.readouterr().err
     assert (out / "checkpoints" / "step_0000002").is_dir()
+    assert json.loads((out / "config.json").read_text())["model"]["encoder_norm"] == "group"   # today's default
