@@ -72,7 +72,8 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     def rep(images):
         return model.representation(images.to(model.device))
 
-    calls = metric_calls(rep, ds, samples, seed)
+    n = samples
+    calls = metric_calls(rep, ds, n, seed)
     results, seconds = {}, {}
     bar = None
     if progress:

@@ -98,7 +98,7 @@ def test_evaluate_run_writes_metrics_and_plots(tmp_path):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae", "beta_vae"} <= set(m["scores"])
     assert all(0.0 <= v <= 1.0 for k, v in m["scores"].items() if k != "explicitness")
-    for p in ("dci_importance.png", "mutual_information.png", "anchors_eval.png"):
+    for p in ("dci_importance.png", "mutual_information.png", "anchors_eval.png", "training.png"):
         assert (tmp_path / p).stat().st_size > 1000
     bad = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--metrics", "nope"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
