@@ -40,18 +40,11 @@ def _no_lambda_grad():
     def shift(c, state, shift_, scale, align, align_max):
         if align != "adaptive":
             return orig(c, state, shift_, scale, align, align_max)
-        lam_mu = orig(c.detach(), state, shift_, scale, align, align_max).float() - c.detach().float()
-        # λ (μ − c) with λ and μ constants = λμ − λc: recover λ from a second point c + 1 (λ is evaluated at c)
-        with torch.no_grad():
-            k = ref.anchor_assign(c, state, shift_, scale)
-            U, K, D = state.means.shape
-            mu_n = torch.gather(state.means.float().unsqueeze(0).expand(k.shape[0], U, K, D), 2,
-                                k[..., None, None].expand(-1, -1, 1, D)).squeeze(2)
-            mu = ref.denormalise_means(mu_n.transpose(0, 1), shift_.float(), scale).transpose(0, 1)
+        with torch.no_grad():   # μ of every token: the shift with λ = 1; λ from the reference's formula at c
             cf = c.detach().float()
-            lam = align_max * torch.exp(-(cf - mu).abs().sum(-1, keepdim=True) / (cf.abs().sum(-1, keepdim=True)
-                                                                                  + ref.EPS))
-        del lam_mu
+            mu = orig(c.detach(), state, shift_, scale, 1.0, align_max).float()
+            lam = align_max * torch.exp(-(cf - mu).abs().sum(-1, keepdim=True)
+                                        / (cf.abs().sum(-1, keepdim=True) + ref.EPS))
         return (c.float() + lam * (mu - c.float())).to(c.dtype)
 
     ref._anchor_shift = shift

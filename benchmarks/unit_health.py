@@ -44,7 +44,7 @@ def main(argv=None):
         row = {"step": int(ck.name.split("_")[1]), "spread": spread.tolist(), "unit_std": units.std(0).tolist()}
         if args.metrics:
             from dga_fast.evaluate import metric_calls
-            calls = metric_calls(lambda im: model.representation(im), data, args.samples, args.seed)
+            calls = metric_calls(model.representation, data, args.samples, args.seed)
             res = {m: calls[m]() for m in args.metrics.split(",")}
             row["factor_vae"] = res.get("factor_vae", {}).get("factor_vae")
             row["dci_disentanglement"] = res.get("dci", {}).get("disentanglement")

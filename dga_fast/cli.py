@@ -36,9 +36,9 @@ def _run_config(run_dir: Path) -> dict:
 
 def cmd_train(args) -> int:
     from dataclasses import asdict
+    from .collapse import EncoderCollapse
     from .model import AnchoredDiffusion
     from .presets import PRESETS
-    from .collapse import EncoderCollapse
     from .train import TrainConfig, fit
 
     out = Path(args.out)

@@ -23,8 +23,8 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed as dist_
-from .collapse import CollapseGuard, EncoderCollapse
 from .checkpoint import latest_checkpoint, model_config, read_json, read_tensors, write_checkpoint
+from .collapse import CollapseGuard, EncoderCollapse
 from .profiling import nvtx_range
 
 

@@ -57,7 +57,7 @@ class FeatureExtractor(nn.Module):
         self.b1 = nn.Parameter(torch.zeros(num_units, 1, hidden))
         self.w2 = nn.Parameter(torch.randn(num_units, hidden, unit_dim) / math.sqrt(hidden))
         self.b2 = nn.Parameter(torch.zeros(num_units, 1, unit_dim))
-        self.num_units, self.unit_dim, self.norm = num_units, unit_dim, norm
+        self.num_units, self.unit_dim = num_units, unit_dim
 
     def head_hidden(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, 256]
         """The head's hidden pre-activations (after their normalisation, before the SiLU)."""
