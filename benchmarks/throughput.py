@@ -30,6 +30,9 @@ Families:
          then the fused kernel's shape (G=20, D=32, K=32, d=8; N = 4k / 100k / 1M for small / default /
          large): reference, torch.compile(reference) (CUDA) and Triton (CUDA), with the fraction of the
          measured copy bandwidth the kernel achieves (bytes of X read + outputs written).
+  train  one training step of the small model at 64x64: pixel diffusion vs latent diffusion (first stage's
+         16x16x3 latents, precomputed as the latent cache gives them), same widths and batch (items_per_s =
+         images/s; the speed-up is the images/s ratio), and the cost of one DyGA refit (once per epoch).
 """
 from __future__ import annotations
 
@@ -71,6 +74,7 @@ class Case:
     note: str = ""
     warmup: bool = True                 # False: the checked first call is also the first timed one
     roofline: tuple | None = None       # (bytes moved, peak bytes/s): report the achieved fraction
+    items: int | None = None            # images (or samples) per call: report items_per_s
 
 
 @dataclass
@@ -115,6 +119,8 @@ def measure(case: Case, repeats: int, device: torch.device) -> Row:
         med = statistics.median(times)
         check = {**check, "achieved_TBps": round(nbytes / med / 1e12, 3),
                  "fraction_of_copy_bandwidth": round(nbytes / med / bw, 3)}
+    if case.items:
+        check = {**check, "items_per_s": round(case.items / statistics.median(times), 3)}
     return Row(case.family, case.provider, case.mode, statistics.median(times), times, peak, check, case.note)
 
 
@@ -527,14 +533,68 @@ def family_metrics(args, device) -> list[Case]:
     return [Case("metrics", "dga_fast-suite", "full", suite, check, repeats=1, note=note, warmup=False)]
 
 
+def family_train(args, device) -> list[Case]:
+    """One optimizer step (loss, backward, AdamW) of the ``small`` model at 64×64, pixel diffusion against
+    latent diffusion on the official first stage's 16×16×3 latents (same widths, same batch; the latents come
+    precomputed, as from the latent cache), and the DyGA refit (encode ``refit`` images + refit) whose cost
+    the published schedule pays once per epoch."""
+    from dga_fast import AnchoredDiffusion, FirstStage
+    from dga_fast.data import SyntheticShapes
+    from dga_fast.presets import PRESETS
+
+    B = {"small": 2, "default": 4, "large": 64}[args.size]
+    n_refit = {"small": 256, "default": 1024, "large": 10_000}[args.size]
+    cfg = {**PRESETS["small"]["model"], "image_size": 64}
+    ds = SyntheticShapes(64)
+    g = torch.Generator().manual_seed(args.seed)
+    x = ds.get_batch(torch.randint(0, len(ds), (B,), generator=g))[0].to(device)
+    x_refit = ds.get_batch(torch.randint(0, len(ds), (n_refit,), generator=g))[0]
+    torch.manual_seed(args.seed)
+    fs = FirstStage(image_size=64).to(device).eval()
+    with torch.no_grad():
+        z = fs.encode(x)
+    models = {"pixel": AnchoredDiffusion(**cfg).to(device),
+              "latent": AnchoredDiffusion(**cfg, first_stage=fs).to(device)}
+    models["latent"].fit_latent_scale(z)
+    cases = []
+    for name, m in models.items():
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+        lat = z if name == "latent" else None
+
+        def step(m=m, opt=opt, lat=lat):
+            loss = m.loss(x, generator=torch.Generator(device).manual_seed(0), latents=lat)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return float(loss)
+
+        def check(loss):
+            return {"ok": math.isfinite(loss), "loss": round(loss, 4), "batch": B}
+        cases.append(Case("train", name, "step", step, check, items=B,
+                          note=f"small model, 64x64 images, batch {B}; {'16x16x3 latents' if lat is not None else 'pixels'}"))
+    lat_model = models["latent"]
+    lat_model.anchoring.progress = False
+
+    def refit():
+        lat_model.refit_anchors(x_refit.to(device))
+        return lat_model.last_refit
+
+    def check_refit(d):
+        return {"ok": all(math.isfinite(v) for v in d["spread"]), "components": d.get("components")}
+    cases.append(Case("train", "refit", "epoch", refit, check_refit, repeats=1, warmup=False,
+                      note=f"DyGA refit on {n_refit} images (encode + refit), once per epoch in the published "
+                           f"schedule; an epoch of Shapes3D is 480,000 images"))
+    return cases
+
+
 FAMILIES = {"refit": family_refit, "estep": family_estep, "anchor": family_anchor, "skip": family_skip,
-            "plans": family_plans, "metrics": family_metrics}
+            "plans": family_plans, "metrics": family_metrics, "train": family_train}
 # (family, faster provider, baseline provider)
 SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
             ("refit", "dga_fast", "dga_fast-reference"),
             ("estep", "dga_fast-reference", "full-covariance"),
             ("estep-kernel", "triton", "reference"), ("estep-kernel", "triton", "compiled"),
-            ("estep-kernel", "compiled", "reference")]
+            ("estep-kernel", "compiled", "reference"), ("train", "latent", "pixel")]
 SPEEDUPS += [(f"plans-{_op}", "native", "reference") for _op in ("mixture_spread", "split_plan", "filter_plan")]
 for _fam in ("anchor_shift", "skip_block"):
     for _mode in ("fwd", "bwd", "full"):

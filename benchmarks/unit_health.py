@@ -6,7 +6,9 @@ the checkpoints (issue 13: a unit whose spread falls to a few % of its peak is d
         [--metrics factor_vae,dci --samples 2000]
 
 ``--metrics`` adds those disentanglement scores of every checkpoint (``dga_fast.evaluate.metric_calls``, train
-sample count ``--samples``).
+sample count ``--samples``). ``--self-reconstruction N`` adds the self-reconstruction ratio on N images
+(``dga_fast.evaluate.self_reconstruction``, ``--sample-steps`` DDIM steps): for a latent run they are the first
+stage's held-out images (its ``train-autoencoder`` split), for a pixel run seeded images (``--seed`` + 1).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--metrics", default="", help="comma-separated, e.g. factor_vae,dci (default: none)")
     ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--self-reconstruction", type=int, default=0, help="images for the ratio (default: off)")
+    ap.add_argument("--sample-steps", type=int, default=50)
     args = ap.parse_args(argv)
     from dga_fast import AnchoredDiffusion
     from dga_fast.data import SyntheticShapes
@@ -48,19 +52,38 @@ def main(argv=None):
             res = {m: calls[m]() for m in args.metrics.split(",")}
             row["factor_vae"] = res.get("factor_vae", {}).get("factor_vae")
             row["dci_disentanglement"] = res.get("dci", {}).get("disentanglement")
+        if args.self_reconstruction:
+            from dga_fast.evaluate import self_reconstruction
+            held = _held_out(args.run, len(data), args.seed)[:args.self_reconstruction]
+            row["self_reconstruction"] = self_reconstruction(model, data.get_batch(held)[0], args.sample_steps,
+                                                             args.seed)
         rows.append(row)
     peak = torch.tensor([r["spread"] for r in rows]).amax(0)
     for r in rows:
         r["spread_rel_peak"] = (torch.tensor(r["spread"]) / peak.clamp_min(1e-12)).tolist()
-    print(f"{'step':>6}  min spread/peak  FactorVAE  DCI-D  units below 10% of peak")
+    print(f"{'step':>6}  min spread/peak  FactorVAE  DCI-D  self-rec  units below 10% of peak")
     for r in rows:
         rel = r["spread_rel_peak"]
         fv, dd = r.get("factor_vae"), r.get("dci_disentanglement")
+        sr = r.get("self_reconstruction", {}).get("ratio")
         print(f"{r['step']:>6}  {min(rel):15.3f}  {'' if fv is None else f'{fv:.3f}':>9}  "
-              f"{'' if dd is None else f'{dd:.3f}':>5}  {[u for u, v in enumerate(rel) if v < 0.1]}")
+              f"{'' if dd is None else f'{dd:.3f}':>5}  {'' if sr is None else f'{sr:.3f}':>8}  "
+              f"{[u for u, v in enumerate(rel) if v < 0.1]}")
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "images": args.images, "metric_samples": args.samples if args.metrics else None, "rows": rows}, indent=1))
     return rows
+
+
+def _held_out(run: Path, n: int, seed: int) -> torch.Tensor:
+    """The first stage's held-out split when the run diffuses latents of a ``train-autoencoder`` run, else a
+    seeded permutation."""
+    from dga_fast.checkpoint import read_json
+    fs_dir = read_json(run / "config.json").get("dataset", {}).get("first_stage")
+    if fs_dir and (Path(fs_dir) / "config.json").is_file():
+        from dga_fast.train_autoencoder import split_indices
+        ae = read_json(Path(fs_dir) / "config.json")["train"]
+        return split_indices(n, ae["eval_images"], ae["seed"])[1]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
 
 
 if __name__ == "__main__":

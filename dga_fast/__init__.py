@@ -4,6 +4,7 @@ from .anchoring import DynamicGaussianAnchoring
 from .hddc import HDDC
 from .model import AnchoredDiffusion
 from .mixture import MixtureState
+from .nn import FirstStage
 
 __version__ = "0.1.0"
-__all__ = ["AnchoredDiffusion", "DynamicGaussianAnchoring", "HDDC", "MixtureState", "__version__"]
+__all__ = ["AnchoredDiffusion", "DynamicGaussianAnchoring", "FirstStage", "HDDC", "MixtureState", "__version__"]

@@ -119,8 +119,8 @@ def resolve_checkpoint(path) -> Path:
 
 
 def model_config(model) -> dict:
-    """The ``config.json`` of a checkpoint: format tag and the model's constructor arguments."""
-    return {"format": FORMAT, "model": model.config}
+    """The ``config.json`` of a checkpoint: format tag, the model's class name and constructor arguments."""
+    return {"format": FORMAT, "class": type(model).__name__, "model": model.config}
 
 
 def save_model(model, directory) -> Path:
@@ -132,6 +132,8 @@ def load_model(cls, path, map_location="cpu"):
     cfg = read_json(ck / CONFIG_NAME)
     if cfg.get("format") != FORMAT or "model" not in cfg:
         raise ValueError(f"{ck / CONFIG_NAME} is not a dga_fast checkpoint config")
+    if cfg.get("class", cls.__name__) != cls.__name__:   # configs before the first stage carry no class
+        raise ValueError(f"{ck} holds a {cfg['class']}, not a {cls.__name__}")
     model = cls.from_config(cfg["model"]) if hasattr(cls, "from_config") else cls(**cfg["model"])
     state = read_tensors(ck / WEIGHTS_NAME)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -139,3 +141,77 @@ def load_model(cls, path, map_location="cpu"):
         raise ValueError(f"checkpoint {ck} does not match the model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return model.to(map_location)
+
+
+# ---------------------------------------------------------------------------------------- training state
+def flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """An optimizer's state dict as (tensors for safetensors, the rest for JSON)."""
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v
+            else:
+                meta["scalars"][f"{pid}.{k}"] = v
+    return tensors, meta
+
+
+def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def write_training_state(out, step: int, model, opt, state: dict, extra: dict | None = None) -> Path:
+    """``out/checkpoints/step_XXXXXXX/``: the model (a loadable checkpoint), the optimizer, the torch RNG, the
+    ``extra`` tensor groups (e.g. ``{"ema": ...}``) and ``train_state.json`` = ``{"step", "optimizer", **state}``."""
+    opt_t, opt_m = flatten_optimizer(opt)
+    tensors = {"model": model.state_dict(), "optimizer": opt_t, "rng": {"torch": torch.get_rng_state()},
+               **(extra or {})}
+    meta = {"config": model_config(model), "train_state": {"step": step, "optimizer": opt_m, **state}}
+    return write_checkpoint(Path(out) / "checkpoints" / f"step_{step:07d}", tensors, meta)
+
+
+def read_training_state(ck, model, opt) -> dict:
+    """Restore the model, the optimizer and the torch RNG from checkpoint ``ck``; returns its
+    ``train_state.json``."""
+    ck = Path(ck)
+    state = read_json(ck / "train_state.json")
+    sd = read_tensors(ck / WEIGHTS_NAME)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {ck} does not match the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    opt.load_state_dict(unflatten_optimizer(read_tensors(ck / "optimizer.safetensors"), state["optimizer"]))
+    torch.set_rng_state(read_tensors(ck / "rng.safetensors")["torch"])
+    return state
+
+
+def agreed_checkpoint(out, R=None) -> Path | None:
+    """The latest checkpoint of run ``out`` as rank 0 sees it, the same path on every rank of reducer ``R``."""
+    rank, world = (R.rank, R.world) if R is not None else (0, 1)
+    ck = latest_checkpoint(out) if rank == 0 else None
+    if world > 1:
+        box = [str(ck) if ck is not None else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        ck = Path(box[0]) if box[0] is not None else None
+    return ck
+
+
+def truncate_log(path, step: int) -> None:
+    """Drop ``log.jsonl`` lines written after the checkpoint a run resumes from (a killed run may have logged
+    more)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    path.write_text("".join(k + "\n" for k in keep))

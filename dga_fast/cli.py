@@ -1,4 +1,4 @@
-"""Command line: ``python -m dga_fast {demo,anchors-demo,train,sample,interchange,evaluate}`` (also the
+"""Command line: ``python -m dga_fast {demo,anchors-demo,train,train-autoencoder,sample,interchange,evaluate}``
 ``dga-fast`` script)."""
 from __future__ import annotations
 
@@ -9,30 +9,7 @@ from pathlib import Path
 import torch
 
 from . import distributed as dist_
-
-DATASETS = ("synthetic-shapes", "shapes3d", "mpi3d-toy", "cars3d", "celeba", "folder")
-
-
-def make_dataset(name: str, image_size: int, data_dir=None, seed: int = 0):
-    from . import data
-    if name == "synthetic-shapes":
-        return data.SyntheticShapes(size=image_size, seed=seed)
-    loaders = {"shapes3d": data.Shapes3D, "mpi3d-toy": data.MPI3DToy, "cars3d": data.Cars3D,
-               "celeba": data.CelebA, "folder": data.ImageFolder}
-    if name not in loaders:
-        raise ValueError(f"--dataset must be one of {DATASETS}, got {name!r}")
-    if data_dir is None:
-        raise ValueError(f"--dataset {name} reads files: pass --data-dir")
-    return loaders[name](data_dir, image_size)
-
-
-def _run_config(run_dir: Path) -> dict:
-    from .checkpoint import read_json
-    cfg = read_json(Path(run_dir) / "config.json")
-    if "dataset" not in cfg or "model" not in cfg:
-        raise ValueError(f"{run_dir}/config.json is not the config of a dga_fast run")
-    return cfg
-
+from .runs import DATASETS, load_run, make_dataset, run_config
 
 def cmd_train(args) -> int:
     from dataclasses import asdict
@@ -43,7 +20,7 @@ def cmd_train(args) -> int:
 
     out = Path(args.out)
     if args.resume:
-        cfg = _run_config(out)
+        cfg = run_config(out)
         model_cfg, train_cfg, data_cfg = cfg["model"], cfg["train"], cfg["dataset"]
         if args.steps is not None:
             train_cfg["steps"] = args.steps
@@ -51,6 +28,14 @@ def cmd_train(args) -> int:
         preset = PRESETS[args.preset]
         model_cfg = dict(preset["model"])
         train_cfg = asdict(TrainConfig(**preset["train"]))
+        if model_cfg.get("first_stage") is not None and args.first_stage is None:
+            raise ValueError(f"the {args.preset} preset diffuses latents: train its first stage first "
+                             f"(python -m dga_fast train-autoencoder --out RUN_AE ...) and pass --first-stage RUN_AE")
+        if args.first_stage is not None:
+            from .nn import FirstStage
+            model_cfg["first_stage"] = FirstStage.load(args.first_stage)
+            if args.image_size is None:   # the first stage's image size unless --image-size says otherwise
+                model_cfg["image_size"] = model_cfg["first_stage"].config["image_size"]
         if args.image_size is not None:
             model_cfg["image_size"] = args.image_size
         if args.no_anchoring:
@@ -62,6 +47,8 @@ def cmd_train(args) -> int:
             if getattr(args, flag) is not None:
                 train_cfg[key] = getattr(args, flag)
         data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": model_cfg["image_size"]}
+        if args.first_stage is not None:
+            data_cfg["first_stage"] = str(Path(args.first_stage).resolve())
     for key in ("on_collapse", "collapse_threshold"):   # may change on --resume
         if getattr(args, key) is not None:
             train_cfg[key] = getattr(args, key)
@@ -75,8 +62,17 @@ def cmd_train(args) -> int:
     try:
         dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
         torch.manual_seed(train_cfg["seed"])
-        # a stored run config may predate some arguments (legacy defaults); a preset takes today's defaults
-        model = (AnchoredDiffusion.from_config(model_cfg) if args.resume else AnchoredDiffusion(**model_cfg)).to(device)
+        # a stored run config may predate some arguments (legacy defaults); a preset takes today's defaults;
+        # a latent run resumes with its checkpoint's first stage (the latent cache is keyed by its weights)
+        if args.resume:
+            model = AnchoredDiffusion.load(out) if model_cfg.get("first_stage") else \
+                AnchoredDiffusion.from_config(model_cfg)
+        else:
+            model = AnchoredDiffusion(**model_cfg)
+        model = model.to(device)
+        if model.first_stage is not None:
+            dataset = _latent_dataset(model.first_stage, dataset, data_cfg, out, args.rebuild_latents,
+                                      not args.no_progress)
         if dist_.rank() == 0:
             out.mkdir(parents=True, exist_ok=True)
         try:
@@ -96,19 +92,60 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _load_run(run_dir):
-    """The run's latest model and its dataset."""
-    from .model import AnchoredDiffusion
-    cfg = _run_config(run_dir)
-    model = AnchoredDiffusion.load(run_dir)
-    ds = make_dataset(cfg["dataset"]["name"], cfg["dataset"]["image_size"], cfg["dataset"].get("data_dir"))
-    return model, ds
+def _latent_dataset(first_stage, dataset, data_cfg: dict, out: Path, rebuild: bool, progress: bool):
+    """``dataset`` with its latents cached beside the first stage (or in the run when that folder is gone).
+    Under torchrun rank 0 encodes the whole dataset first."""
+    from .latent_cache import LatentCache, LatentDataset, default_cache_dir, weights_fingerprint
+    key = {k: data_cfg.get(k) for k in ("name", "data_dir", "image_size")}
+    home = Path(data_cfg.get("first_stage") or out)
+    home = home if home.is_dir() else out
+    where = default_cache_dir(home, key, weights_fingerprint(first_stage))
+    if dist_.world_size() > 1:
+        if dist_.rank() == 0:
+            LatentCache(first_stage, dataset, where, key, rebuild=rebuild, progress=progress).build()
+        torch.distributed.barrier()
+        rebuild = False
+    return LatentDataset(dataset, LatentCache(first_stage, dataset, where, key, rebuild=rebuild,
+                                              progress=progress))
+
+
+def cmd_train_autoencoder(args) -> int:
+    from dataclasses import asdict
+    from .nn import FirstStage
+    from .train_autoencoder import AutoencoderConfig, fit_autoencoder
+
+    out = Path(args.out)
+    if args.resume:
+        cfg = run_config(out)
+        if cfg.get("class") != "FirstStage":
+            raise ValueError(f"{out} is not a train-autoencoder run (its config.json describes a "
+                             f"{cfg.get('class', 'AnchoredDiffusion')})")
+        model_cfg, train_cfg, data_cfg = cfg["model"], cfg["train"], cfg["dataset"]
+    else:
+        model_cfg = {"image_size": args.image_size}
+        train_cfg = asdict(AutoencoderConfig())
+        data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size}
+    for flag in ("steps", "batch_size", "lr", "seed", "ckpt_every", "eval_every", "lr_schedule"):
+        if getattr(args, flag) is not None:
+            train_cfg[flag] = getattr(args, flag)
+    train_cfg["max_seconds"] = args.max_minutes * 60 if args.max_minutes else None
+    train_cfg["progress"] = not args.no_progress
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
+    torch.manual_seed(train_cfg["seed"])
+    model = FirstStage(**model_cfg).to(device)
+    hist = fit_autoencoder(model, dataset, out, AutoencoderConfig(**train_cfg), resume=args.resume,
+                           run_info={"dataset": data_cfg})
+    psnr = hist["psnr"][-1][1] if hist["psnr"] else float("nan")
+    print(f"trained the first stage to step {hist['step']}: held-out PSNR {psnr:.2f} dB; checkpoints in "
+          f"{out / 'checkpoints'} (use it: train --first-stage {out})")
+    return 0
 
 
 def cmd_sample(args) -> int:
-    from .train import get_batch
+    from .data.batches import get_batch
     from .viz import save_grid
-    model, ds = _load_run(args.run_dir)
+    model, ds = load_run(args.run_dir)
     g = torch.Generator().manual_seed(args.seed)
     x = get_batch(ds, torch.randint(0, len(ds), (args.n,), generator=g))
     imgs = model.sample(model.encode(x), steps=args.steps, generator=g)
@@ -118,8 +155,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_interchange(args) -> int:
-    from .viz import save_grid
-    model, ds = _load_run(args.run_dir)
+    from .viz import interchange_grid, save_grid
+    model, ds = load_run(args.run_dir)
     rows = interchange_grid(model, ds, args.n, args.steps, args.seed)
     save_grid(rows, args.n, args.out)
     print(f"wrote {args.out} (rows: source, target, then source with unit u swapped from target, u = 0..)")
@@ -136,26 +173,16 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def interchange_grid(model, ds, n: int, steps: int, seed: int):
-    """Rows: ``n`` sources, ``n`` targets, then the sources with unit ``u`` swapped in from the targets."""
-    from .train import get_batch
-    g = torch.Generator().manual_seed(seed)
-    src = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))
-    tgt = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))
-    rows = [src, tgt]
-    for u in range(model.config["num_units"]):
-        rows.append(model.interchange(src, tgt, u, steps=steps, generator=torch.Generator().manual_seed(seed)))
-    return torch.cat(rows)
-
-
 def main(argv=None) -> int:
     from .presets import PRESETS
     p = argparse.ArgumentParser(prog="dga-fast", description="Dynamic Gaussian Anchoring toolkit")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="train the tiny preset on SyntheticShapes(32) and write the demo files")
+    d = sub.add_parser("demo", help="train the latent system (first stage, then tiny-latent) on SyntheticShapes(32)")
     d.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     d.add_argument("--steps", type=int, default=None,
-                   help=f"training steps (default: the tiny preset's {PRESETS['tiny']['train']['steps']})")
+                   help=f"diffusion training steps (default: the tiny-latent preset's "
+                        f"{PRESETS['tiny-latent']['train']['steps']})")
+    d.add_argument("--ae-minutes", type=float, default=3.0, help="first-stage training time (default 3)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--eval-samples", type=int, default=1000,
                    help="samples per metric of the closing evaluation (0 skips it; default 1000)")
@@ -185,9 +212,30 @@ def main(argv=None) -> int:
                         "warn (default) or stop (checkpoint, exit with status 3)")
     t.add_argument("--collapse-threshold", type=float, default=None,
                    help="a unit counts as dead below this fraction of its peak token spread (default 0.1)")
+    t.add_argument("--first-stage", default=None,
+                   help="a train-autoencoder run (or saved FirstStage): diffuse its latents (latent diffusion)")
+    t.add_argument("--rebuild-latents", action="store_true",
+                   help="delete and rebuild a latent cache that belongs to other weights or data")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available); under torchrun every "
                                     "rank takes the GPU of its LOCAL_RANK")
+    ae = sub.add_parser("train-autoencoder", help="train the first stage (VQ autoencoder) of latent diffusion")
+    ae.add_argument("--dataset", choices=DATASETS, default="synthetic-shapes")
+    ae.add_argument("--data-dir", default=None)
+    ae.add_argument("--out", required=True, help="run directory")
+    ae.add_argument("--image-size", type=int, default=64)
+    ae.add_argument("--steps", type=int)
+    ae.add_argument("--batch-size", type=int)
+    ae.add_argument("--lr", type=float)
+    ae.add_argument("--seed", type=int)
+    ae.add_argument("--ckpt-every", type=int)
+    ae.add_argument("--eval-every", type=int)
+    ae.add_argument("--max-minutes", type=float, default=None,
+                    help="stop (with a checkpoint) after this long; the cosine schedule then decays by time")
+    ae.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None, help="default: cosine")
+    ae.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    ae.add_argument("--no-progress", action="store_true")
+    ae.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     for name, helptext in (("sample", "sample images from encoded dataset images"),
                            ("interchange", "swap latent units between images")):
         s = sub.add_parser(name, help=helptext)
@@ -206,10 +254,10 @@ def main(argv=None) -> int:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if args.cmd == "train" and args.resume and any(
-            getattr(args, k) is not None for k in ("image_size", "skip_dropout", "batch_size")):
-        p.error("--resume continues a run with its own configuration: --image-size, --skip-dropout and "
-                "--batch-size cannot change it")
+    if args.cmd == "train" and args.resume and (args.first_stage is not None or any(
+            getattr(args, k) is not None for k in ("image_size", "skip_dropout", "batch_size"))):
+        p.error("--resume continues a run with its own configuration: --image-size, --skip-dropout, "
+                "--batch-size and --first-stage cannot change it")
     if args.cmd == "anchors-demo":
         for name in ("units", "tokens", "dim"):
             if getattr(args, name) < 1:
@@ -227,17 +275,24 @@ def main(argv=None) -> int:
     if args.cmd == "demo":
         if args.steps is not None and args.steps < 1:
             p.error("--steps must be >= 1")
+        if not args.ae_minutes > 0:
+            p.error("--ae-minutes must be > 0")
         if args.eval_samples != 0 and args.eval_samples < 20:
             p.error("--eval-samples must be 0 (skip) or >= 20")
         args.eval_samples = args.eval_samples or None
         from .demo import run_training_demo
         s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
-                              eval_samples=args.eval_samples)
-        print(f"trained the tiny preset for {s['steps']} steps in {s['train_seconds']} s: loss "
+                              eval_samples=args.eval_samples, ae_minutes=args.ae_minutes)
+        fs = s["first_stage"]
+        print(f"first stage: {fs['steps']} steps in {fs['seconds']} s, held-out PSNR {fs['held_out_psnr_db']:.2f} dB, "
+              f"codes used {fs['codes_used']:.1%} (perplexity {fs['perplexity']}), latents {'x'.join(map(str, fs['latent_shape']))}")
+        print(f"latent diffusion (tiny-latent): {s['steps']} steps in {s['train_seconds']} s, loss "
               f"{s['loss_first']} -> {s['loss_last']}; DyGA refits at steps {s['refit_steps']}")
         print(f"Gaussians per unit: {s['n_components']}")
-        print(f"swapping all units: MSE to target {s['interchange_all_units_mse_to_target']}, "
-              f"to source {s['interchange_all_units_mse_to_source']}")
+        sr = s["self_reconstruction"]
+        print(f"self-reconstruction ratio (held-out, {sr['images']} images; 1 = the units carry nothing): "
+              f"{sr['ratio']:.3f} (MSE to source {sr['mse_to_source']}, to another image {sr['mse_to_other']})")
+        print(f"interchange effect per unit (MSE): {s['interchange_effect_per_unit']}")
         if s.get("evaluation"):
             ev = s["evaluation"]
             print(f"disentanglement ({ev['samples']} samples per metric, {ev['seconds']} s):")
@@ -246,7 +301,7 @@ def main(argv=None) -> int:
         print(f"wrote {args.out}/: {', '.join(s['files'])} and the checkpoint {s['checkpoint']}")
         return 0
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "interchange": cmd_interchange,
+        return {"train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "interchange": cmd_interchange,
                 "evaluate": cmd_evaluate}[args.cmd](args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)

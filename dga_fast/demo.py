@@ -1,8 +1,9 @@
 """Demos without downloads.
 
-``python -m dga_fast demo`` (what ``make demo`` runs): trains the ``tiny`` preset on SyntheticShapes(32)
-on the CPU with DyGA refits, and writes a checkpoint, ``samples.png``, ``interchange.png``,
-``anchors.png``, ``loss.png`` and ``summary.json``.
+``python -m dga_fast demo`` (what ``make demo`` runs): the latent system on SyntheticShapes(32) on the CPU:
+a first stage, then the ``tiny-latent`` preset with DyGA + Skip Dropout on its latents; writes the checkpoints,
+``samples.png``, ``interchange.png``, ``reconstructions.png``, ``anchors.png``, ``loss.png`` and
+``summary.json`` (see ``run_training_demo``).
 
 ``python -m dga_fast anchors-demo``: fits DyGA alone on synthetic latent-unit tokens with known levels
 and plots a few units.
@@ -88,47 +89,71 @@ def _plot_loss(losses, path):
 
 
 def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, progress: bool = True,
-                      n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000) -> dict:
-    """Train the tiny preset on SyntheticShapes(32) (CPU, a few minutes), write the demo artefacts, and
-    evaluate the run (MIG, DCI, SAP, modularity/explicitness, FactorVAE with ``eval_samples`` samples per
-    metric instead of DESIGN §7's 10k, to keep the demo short; None skips the evaluation)."""
-    from .cli import interchange_grid
-    from .data import SyntheticShapes
+                      n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000,
+                      ae_minutes: float = 3.0, ae_steps: int = 100_000, held_out: int = 256) -> dict:
+    """The latent system on SyntheticShapes(32), on the CPU in a few minutes (``make demo``):
+
+    1. the first stage (``FirstStage``, the official VQ autoencoder) for ``ae_minutes`` (or ``ae_steps``);
+    2. the ``tiny-latent`` preset (DyGA + Skip Dropout) on its cached latents, ``held_out`` images set aside;
+    3. on held-out images: ``samples.png``, ``interchange.png``, ``reconstructions.png`` (first stage), the
+       self-reconstruction ratio (``evaluate.self_reconstruction``, 64 images), the per-unit interchange
+       effect, ``anchors.png``, ``loss.png``, and the disentanglement metrics with ``eval_samples`` samples each
+       (DESIGN §7 uses 10k; None skips them). Everything lands in ``summary.json``."""
+    from .data import IndexSubset, SyntheticShapes
+    from .evaluate import interchange_effect, self_reconstruction
+    from .latent_cache import LatentCache, LatentDataset, default_cache_dir, weights_fingerprint
     from .model import AnchoredDiffusion
+    from .nn import FirstStage
     from .presets import PRESETS
-    from .train import TrainConfig, fit, get_batch
-    from .viz import plot_anchors, save_grid
+    from .train import TrainConfig, fit
+    from .train_autoencoder import fit_autoencoder, split_indices
+    from .viz import interchange_grid, plot_anchors, save_grid
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    preset = PRESETS["tiny"]
+    preset = PRESETS["tiny-latent"]
+    size = preset["model"]["image_size"]
+    ds = SyntheticShapes(size=size, seed=seed)
+    train_idx, held = split_indices(len(ds), held_out, seed)     # the first stage's split as well
+    # 1. the first stage
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    fs = FirstStage(**preset["model"]["first_stage"])
+    ae = fit_autoencoder(fs, ds, out / "first_stage", steps=ae_steps, max_seconds=ae_minutes * 60,
+                         eval_images=held_out, eval_every=max(ae_steps // 4, 1), ckpt_every=max(ae_steps // 4, 1),
+                         seed=seed, progress=progress,
+                         run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size}})
+    ae_s = time.perf_counter() - t0
+    # 2. latent diffusion on the training split, latents cached beside the first stage
+    train_ds = IndexSubset(ds, train_idx)
+    key = {"name": "synthetic-shapes", "image_size": size, "split": f"all but {held_out} held out (seed {seed})"}
+    cache = LatentCache(fs, train_ds, default_cache_dir(out / "first_stage", key, weights_fingerprint(fs)), key,
+                        progress=progress)
+    model_cfg = {k: v for k, v in preset["model"].items() if k != "first_stage"}
+    torch.manual_seed(seed)
+    model = AnchoredDiffusion(**model_cfg, first_stage=fs)
     train_cfg = TrainConfig(**{**preset["train"], "seed": seed, "progress": progress,
                                **({"steps": steps} if steps else {})})
-    ds = SyntheticShapes(size=preset["model"]["image_size"], seed=seed)
-    torch.manual_seed(seed)
-    model = AnchoredDiffusion(**preset["model"])
     t0 = time.perf_counter()
-    hist = fit(model, ds, out, train_cfg,
-               run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None,
-                                     "image_size": preset["model"]["image_size"]}})
+    hist = fit(model, LatentDataset(train_ds, cache), out, train_cfg,
+               run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size,
+                                     "first_stage": str((out / "first_stage").resolve())}})
     train_s = time.perf_counter() - t0
+    # 3. what it learned, on held-out images
+    t0 = time.perf_counter()
     model.eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    x = get_batch(ds, torch.randint(0, len(ds), (n_images,), generator=g))
-    samples = model.sample(model.encode(x), steps=sample_steps, generator=torch.Generator().manual_seed(seed))
-    save_grid(torch.cat([x, samples]), n_images, out / "samples.png")
-    grid = interchange_grid(model, ds, n_images, sample_steps, seed)
-    save_grid(grid, n_images, out / "interchange.png")
-    src, tgt = grid[:n_images], grid[n_images:2 * n_images]
-    all_swapped = model.interchange(src, tgt, None, steps=sample_steps,
-                                    generator=torch.Generator().manual_seed(seed))
-    mse_tgt = float(((all_swapped - tgt) ** 2).mean())
-    mse_src = float(((all_swapped - src) ** 2).mean())
-    ref = get_batch(ds, torch.randint(0, len(ds), (1024,), generator=g))
-    tokens = model.collect_tokens(ref)
+    held_ds = IndexSubset(ds, held)
+    x = held_ds.get_batch(torch.arange(min(64, held_out)))[0]
+    save_grid(torch.cat([x[:n_images], fs.reconstruct(x[:n_images])]), n_images, out / "reconstructions.png")
+    samples = model.sample(model.encode(x[:n_images]), steps=sample_steps,
+                           generator=torch.Generator().manual_seed(seed))
+    save_grid(torch.cat([x[:n_images], samples]), n_images, out / "samples.png")
+    save_grid(interchange_grid(model, held_ds, n_images, sample_steps, seed), n_images, out / "interchange.png")
+    selfrec = self_reconstruction(model, x, sample_steps, seed)
+    effect = interchange_effect(model, x[:16], x[16:32], sample_steps, seed)
+    tokens = model.collect_tokens(train_ds.get_batch(torch.arange(1024))[0])
     if model.anchoring is not None and model.anchoring.fitted:
-        units = list(range(min(4, model.config["num_units"])))
-        plot_anchors(model.anchoring, tokens, units, out / "anchors.png")
+        plot_anchors(model.anchoring, tokens, list(range(min(4, model.config["num_units"]))), out / "anchors.png")
     _plot_loss(hist["losses"], out / "loss.png")
     losses = [v for _, v in hist["losses"]]
     k = max(1, min(20, len(losses) // 5))
@@ -140,18 +165,21 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
         evaluation = {"scores": ev["scores"], "samples": eval_samples,
                       "seconds": round(sum(ev["seconds"].values()), 1)}
     summary = {
-        "preset": "tiny", "dataset": "SyntheticShapes(32)", "steps": hist["step"],
-        "train_seconds": round(train_s, 1),
+        "preset": "tiny-latent", "dataset": f"SyntheticShapes({size})", "held_out_images": held_out,
+        "first_stage": {"steps": ae["step"], "seconds": round(ae_s, 1), "held_out_psnr_db": ae["psnr"][-1][1],
+                        **fs.code_stats(x), "latent_shape": list(fs.latent_shape)},
+        "steps": hist["step"], "train_seconds": round(train_s, 1),
         "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4),
         "refit_steps": hist["refit_steps"],
         "n_components": model.anchoring.n_components.tolist() if model.anchoring is not None else None,
-        "interchange_all_units_mse_to_target": round(mse_tgt, 5),
-        "interchange_all_units_mse_to_source": round(mse_src, 5),
+        "self_reconstruction": selfrec,
+        "interchange_effect_per_unit": effect,
+        "eval_seconds": round(time.perf_counter() - t0, 1),
         "checkpoint": str(sorted((out / "checkpoints").glob("step_*"))[-1]),
         "evaluation": evaluation,
-        "files": [f for f in ("samples.png", "interchange.png", "anchors.png", "loss.png", "metrics.json",
-                              "dci_importance.png", "mutual_information.png", "anchors_eval.png")
-                  if (out / f).exists()] + ["summary.json"],
+        "files": [f for f in ("samples.png", "interchange.png", "reconstructions.png", "anchors.png", "loss.png",
+                              "training.png", "metrics.json", "dci_importance.png", "mutual_information.png",
+                              "anchors_eval.png") if (out / f).exists()] + ["summary.json"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

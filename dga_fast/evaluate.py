@@ -54,7 +54,7 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     """Compute ``metrics`` for the latest checkpoint of ``run_dir`` on its dataset (or ``dataset``) and
     write ``metrics.json`` and the plots into ``run_dir``. ``samples`` scales every sample count down (the
     train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults."""
-    from .cli import _load_run
+    from .runs import load_run
     from .viz import plot_anchors
 
     bad = [m for m in metrics if m not in METRICS]
@@ -63,7 +63,7 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     if samples is not None and samples < 20:
         raise ValueError(f"samples must be >= 20, got {samples}")
     run_dir = Path(run_dir)
-    model, ds = _load_run(run_dir)
+    model, ds = load_run(run_dir)
     ds = dataset if dataset is not None else ds
     if not hasattr(ds, "images_from_factors"):
         raise ValueError(f"the run's dataset {type(ds).__name__} has no ground-truth factors to evaluate against")
@@ -122,4 +122,39 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     out = {"scores": {k: v for k, v in headline.items() if v is not None}, "seconds": seconds,
            "samples": samples, "seed": seed, "details": results, "plots": plots}
     (run_dir / "metrics.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def _mse(a, b):  # [B, ...] x2 -> [B]
+    return (a - b).pow(2).flatten(1).mean(1)
+
+
+def self_reconstruction(model, x, steps: int = 50, seed: int = 0) -> dict:
+    """How much a model's samples depend on the image they were encoded from: images ``x [N, C, H, W]`` are
+    encoded and sampled (DDIM, the same seeded noise for every image); ``ratio`` = MSE(sample_i, x_i) /
+    MSE(sample_i, x_{i+1}) (means over i, the other image taken cyclically). 1 means the sample is as close to
+    another image as to its source (the units carry nothing); 0 is a perfect reconstruction."""
+    import torch
+    if len(x) < 2:
+        raise ValueError("self_reconstruction needs at least 2 images")
+    noise = torch.randn((1,) + tuple(model.diffusion_shape), generator=torch.Generator().manual_seed(seed))
+    s = model.sample(model.encode(x), steps=steps, noise=noise.expand(len(x), -1, -1, -1).contiguous())
+    own, other = float(_mse(s, x).mean()), float(_mse(s, x.roll(1, 0)).mean())
+    return {"ratio": round(own / max(other, 1e-12), 4), "mse_to_source": round(own, 5),
+            "mse_to_other": round(other, 5), "images": len(x)}
+
+
+def interchange_effect(model, src, tgt, steps: int = 50, seed: int = 0) -> list[float]:
+    """Per unit u: the mean pixel MSE between the sample of ``src`` and the sample of ``src`` with unit u's
+    token taken from ``tgt`` (same noise): how much each unit changes the image."""
+    import torch
+    noise = torch.randn((1,) + tuple(model.diffusion_shape), generator=torch.Generator().manual_seed(seed))
+    noise = noise.expand(len(src), -1, -1, -1).contiguous()
+    ts, tt = model.encode(src), model.encode(tgt)
+    base = model.sample(ts, steps=steps, noise=noise)
+    out = []
+    for u in range(ts.shape[1]):
+        mixed = ts.clone()
+        mixed[:, u] = tt[:, u]
+        out.append(round(float(_mse(model.sample(mixed, steps=steps, noise=noise), base).mean()), 5))
     return out

@@ -12,8 +12,29 @@ from torch import nn
 from . import _rng
 from ._validation import check_float_tensor
 from .anchoring import DynamicGaussianAnchoring
-from .nn import DiffusionSchedule, FeatureExtractor, UNet
+from .nn import DiffusionSchedule, FeatureExtractor, FirstStage, PaperFeatureExtractor, UNet
 from .profiling import nvtx_range
+
+
+def resolve_first_stage(first_stage, image_size: int, in_channels: int) -> FirstStage | None:
+    """``first_stage`` as a frozen ``FirstStage``: an instance, a saved first stage or ``train-autoencoder``
+    run directory (a path), a stored config dict (the weights follow with the model's state dict) or None
+    (pixel model). Its image size and channels must be the model's."""
+    if first_stage is None:
+        return None
+    if isinstance(first_stage, (str, Path)):
+        first_stage = FirstStage.load(first_stage)
+    elif isinstance(first_stage, dict):
+        first_stage = FirstStage(**first_stage)
+    elif not isinstance(first_stage, FirstStage):
+        raise TypeError(f"first_stage must be a FirstStage, a path to one, its config dict or None, got "
+                        f"{type(first_stage).__name__}")
+    got = (first_stage.config["in_channels"], first_stage.config["image_size"])
+    if got != (in_channels, image_size):
+        raise ValueError(f"first_stage takes {got[0]}x{got[1]}x{got[1]} images but the model takes "
+                         f"{in_channels}x{image_size}x{image_size} (in_channels, image_size): train a first "
+                         f"stage at the model's image size")
+    return first_stage
 
 
 class AnchoredDiffusion(nn.Module):
@@ -22,7 +43,15 @@ class AnchoredDiffusion(nn.Module):
 
     ``anchoring=None, skip_dropout=0`` is the EncDiff baseline on the same code path. ``anchoring`` may be
     ``True`` (defaults) or a dict of ``DynamicGaussianAnchoring`` keyword arguments. ``encoder_norm``:
-    ``"group"`` (default), ``"batch"`` or ``"none"``, see ``FeatureExtractor``.
+    ``"group"`` (default), ``"batch"`` or ``"none"``, see ``FeatureExtractor``; ``encoder_arch="paper"`` is the
+    published extractor instead (``PaperFeatureExtractor``: BatchNorm + ReLU, non-negative tokens; it ignores
+    ``encoder_norm``). ``unet_dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the official U-Net's
+    options (``UNet``).
+
+    ``first_stage`` (a ``FirstStage``, a path to one or None) makes it a latent diffusion model (DESIGN §6a):
+    the U-Net denoises the first stage's latents scaled to unit std, the feature extractor still sees the
+    images, and ``sample`` / ``interchange`` / ``interpolate`` decode to images. The first stage is frozen and
+    saved with the model.
     """
 
     # constructor arguments that configs written before they existed lack, with the value that rebuilds them
@@ -39,14 +68,21 @@ class AnchoredDiffusion(nn.Module):
                  skip_dropout_resolutions=(1, 2), anchoring=True, timesteps: int = 1000,
                  beta_schedule: str = "linear", beta_start: float = 0.0015, beta_end: float = 0.0155,
                  loss: str = "l1", fused: bool = True, encoder_channels: int | None = None,
-                 encoder_norm: str = "group"):
+                 encoder_norm: str = "group", first_stage=None, encoder_arch: str = "ours",
+                 unet_dropout: float = 0.0, scale_shift_norm: bool = True, resblock_updown: bool = False):
         super().__init__()
+        fs = resolve_first_stage(first_stage, image_size, in_channels)
+        # what the U-Net denoises: the images, or the first stage's latents
+        d_ch, d_size = (in_channels, image_size) if fs is None else fs.latent_shape[:2]
         if loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
+        if encoder_arch not in ("ours", "paper"):
+            raise ValueError(f"encoder_arch must be 'ours' or 'paper', got {encoder_arch!r}")
         ds_max = 2 ** (len(channel_mult) - 1)
-        if image_size % ds_max or image_size < 8:
-            raise ValueError(f"image_size {image_size} must be >= 8 and divisible by 2**(len(channel_mult)-1)"
-                             f" = {ds_max}")
+        if image_size < 8 or d_size % ds_max:
+            where = "image_size" if fs is None else f"the first stage's latent size {d_size}"
+            raise ValueError(f"image_size {image_size} must be >= 8 and {where} divisible by "
+                             f"2**(len(channel_mult)-1) = {ds_max}")
         if anchoring is not None and not isinstance(anchoring, (bool, dict)):
             raise TypeError(f"anchoring must be True, None or a dict of DynamicGaussianAnchoring options, "
                             f"got {type(anchoring).__name__}")
@@ -57,12 +93,26 @@ class AnchoredDiffusion(nn.Module):
                            skip_dropout_resolutions=list(skip_dropout_resolutions),
                            anchoring=anchoring if anchoring is not False else None, timesteps=timesteps,
                            beta_schedule=beta_schedule, beta_start=beta_start, beta_end=beta_end, loss=loss,
-                           fused=fused, encoder_channels=encoder_channels, encoder_norm=encoder_norm)
-        self.encoder = FeatureExtractor(image_size, in_channels, num_units, unit_dim,
-                                        channels=encoder_channels or base_channels, norm=encoder_norm)
-        self.unet = UNet(image_size, in_channels, base_channels, tuple(channel_mult), num_res_blocks,
+                           fused=fused, encoder_channels=encoder_channels, encoder_norm=encoder_norm,
+                           first_stage=None if fs is None else dict(fs.config), encoder_arch=encoder_arch,
+                           unet_dropout=unet_dropout, scale_shift_norm=scale_shift_norm,
+                           resblock_updown=resblock_updown)
+        if encoder_arch == "paper":
+            self.encoder = PaperFeatureExtractor(image_size, in_channels, num_units, unit_dim,
+                                                 channels=encoder_channels or 64)
+        else:
+            self.encoder = FeatureExtractor(image_size, in_channels, num_units, unit_dim,
+                                            channels=encoder_channels or base_channels, norm=encoder_norm)
+        self.first_stage = fs
+        if fs is not None:
+            fs.requires_grad_(False).eval()
+        if fs is not None:   # latents are diffused scaled to unit std (latent diffusion's scale factor)
+            self.register_buffer("latent_scale", torch.ones(()))
+            self.register_buffer("latent_scale_fitted", torch.zeros((), dtype=torch.bool))
+        self.unet = UNet(d_size, d_ch, base_channels, tuple(channel_mult), num_res_blocks,
                          tuple(attention_resolutions), num_heads, unit_dim, skip_dropout,
-                         tuple(skip_dropout_resolutions), fused)
+                         tuple(skip_dropout_resolutions), fused, dropout=unet_dropout,
+                         scale_shift_norm=scale_shift_norm, resblock_updown=resblock_updown)
         self.schedule = DiffusionSchedule(timesteps, beta_schedule, beta_start, beta_end)
         if anchoring:
             opts = anchoring if isinstance(anchoring, dict) else {}
@@ -90,6 +140,54 @@ class AnchoredDiffusion(nn.Module):
     def device(self) -> torch.device:
         return self.pc_mean.device
 
+    def train(self, mode: bool = True) -> "AnchoredDiffusion":
+        super().train(mode)
+        if self.first_stage is not None:   # frozen: its codebook EMA must not move
+            self.first_stage.eval()
+        return self
+
+    # ------------------------------------------------------------------ diffusion space
+    @property
+    def diffusion_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of what the U-Net denoises: the images, or the first stage's latents."""
+        if self.first_stage is None:
+            s = self.config["image_size"]
+            return (self.config["in_channels"], s, s)
+        return self.first_stage.latent_shape
+
+    @torch.no_grad()
+    def fit_latent_scale(self, latents: torch.Tensor) -> float:
+        """Set the latent scale factor to ``1 / std(latents)`` (latents ``[N, *diffusion_shape]``)."""
+        if self.first_stage is None:
+            raise ValueError("fit_latent_scale: this model diffuses pixels (first_stage=None)")
+        check_float_tensor("latents", latents, 4)
+        std = float(latents.float().std())
+        if not std > 0:
+            raise ValueError("latents are constant: cannot scale them to unit std")
+        self.latent_scale.fill_(1.0 / std)
+        self.latent_scale_fitted.fill_(True)
+        return 1.0 / std
+
+    def to_diffusion(self, x: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` in ``[0, 1]`` → what the U-Net denoises: ``2x − 1``, or the first stage's
+        latents (``latents`` if given, e.g. from a ``LatentCache``) times the latent scale."""
+        if self.first_stage is None:
+            return x * 2 - 1
+        if latents is None:
+            with torch.no_grad():
+                latents = self.first_stage.encode(x)
+        else:
+            self.first_stage._check_latents(latents, "latents")
+        if not bool(self.latent_scale_fitted):
+            self.fit_latent_scale(latents)
+        return latents.to(x.dtype) * self.latent_scale
+
+    def from_diffusion(self, d: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``to_diffusion``: images in ``[0, 1]`` (latents are decoded by the first stage)."""
+        if self.first_stage is None:
+            return (d + 1) / 2
+        return self.first_stage.decode(d / self.latent_scale).clamp(0, 1)
+
     # ------------------------------------------------------------------ encoder side
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, U, Dc]
         """Tokens of the latent units (not anchored)."""
@@ -113,11 +211,14 @@ class AnchoredDiffusion(nn.Module):
         return ((tok - self.pc_mean) * self.pc_dir).sum(-1)
 
     # ------------------------------------------------------------------ training objective
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """DDPM ε-prediction loss (L1 or L2) of images ``x [B, C, H, W]`` in ``[0, 1]``."""
-        x0 = self._check_images(x) * 2 - 1
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None,
+             latents: torch.Tensor | None = None) -> torch.Tensor:
+        """DDPM ε-prediction loss (L1 or L2) of images ``x [B, C, H, W]`` in ``[0, 1]``. With a first stage
+        the U-Net denoises their latents (``latents``, or encoded here) and the encoder still sees ``x``."""
+        x = self._check_images(x)
         with nvtx_range("encode"):
-            tokens = self.encoder(x0)
+            tokens = self.encoder(x * 2 - 1)
+            x0 = self.to_diffusion(x, latents)
         with nvtx_range("anchor"):
             cond = self.condition(tokens)
         B = x0.shape[0]
@@ -213,8 +314,7 @@ class AnchoredDiffusion(nn.Module):
         U, Dc = self.config["num_units"], self.config["unit_dim"]
         if tokens.shape[1:] != (U, Dc):
             raise ValueError(f"tokens must have shape [B, {U}, {Dc}], got {tuple(tokens.shape)}")
-        c, s = self.config["in_channels"], self.config["image_size"]
-        shape = (tokens.shape[0], c, s, s)
+        shape = (tokens.shape[0],) + self.diffusion_shape
         if noise is None:
             noise = _rng.randn(shape, generator, self.device)
         elif tuple(noise.shape) != shape:
@@ -224,10 +324,10 @@ class AnchoredDiffusion(nn.Module):
         try:
             cond = self.condition(tokens.to(self.device))
             x = self.schedule.ddim(lambda xt, t: self.unet(xt, t, cond), noise.to(self.device), steps, eta,
-                                   generator)
+                                   generator, clip=1.0 if self.first_stage is None else None)
+            return self.from_diffusion(x)
         finally:
             self.train(was)
-        return (x + 1) / 2
 
     def _units(self, unit) -> list[int]:
         U = self.config["num_units"]
@@ -261,15 +361,16 @@ class AnchoredDiffusion(nn.Module):
         w = torch.linspace(0, 1, n, device=self.device).view(n, 1, 1)
         tok = ta.repeat(n, 1, 1)
         tok[:, units] = (1 - w) * ta[:, units] + w * tb[:, units]
-        noise = _rng.randn((1,) + tuple(a.shape[1:]), generator, self.device).repeat(n, 1, 1, 1)
+        noise = _rng.randn((1,) + self.diffusion_shape, generator, self.device).repeat(n, 1, 1, 1)
         return self.sample(tok, steps, noise=noise)
 
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor, t: int = 100) -> torch.Tensor:  # [B, U, H, W]
         """Cross-attention of the U-Net's positions to every latent unit at timestep ``t``, averaged over
         heads and attention layers and resized to the image (rows sum to 1 over units)."""
-        x0 = self._check_images(x) * 2 - 1
-        cond = self.condition(self.encoder(x0))
+        x = self._check_images(x)
+        cond = self.condition(self.encoder(x * 2 - 1))
+        x0 = self.to_diffusion(x)
         blocks = self.unet.attention_blocks()
         was = self.training
         self.eval()
@@ -279,7 +380,7 @@ class AnchoredDiffusion(nn.Module):
             tt = torch.full((x0.shape[0],), int(t), device=x0.device, dtype=torch.long)
             noise = torch.randn(x0.shape, device=x0.device, generator=torch.Generator(x0.device).manual_seed(0))
             self.unet(self.schedule.q_sample(x0, tt, noise), tt, cond)
-            s = x0.shape[-1]
+            s = x.shape[-1]
             maps = []
             for blk in blocks:
                 w = blk.last_cross_attention.mean(1)                             # [B, HW, U]

@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed as dist_
-from .checkpoint import latest_checkpoint, model_config, read_json, read_tensors, write_checkpoint
+from .checkpoint import (agreed_checkpoint, read_tensors, read_training_state, truncate_log,
+                         write_training_state)
 from .collapse import CollapseGuard, EncoderCollapse
-from .profiling import nvtx_range
+from .data.batches import BatchStream, get_batch, step_seed
+from .refit_schedule import RefitSchedule
 
 
 @dataclass
@@ -62,44 +63,6 @@ class TrainConfig:
         return self
 
 
-def _step_seed(seed: int, step: int, stream: int = 0, rank: int = 0) -> int:
-    return (seed * 1_000_003 + step * 7_919 + stream * 104_729 + rank * 15_485_863) % (2**63 - 1)
-
-
-class BatchStream:
-    """The sample indices of every step: this rank's shard of a seeded ``DistributedSampler`` epoch after epoch
-    (shuffled per epoch with ``seed``; padded by repeating samples when ``n`` is not a multiple of the world
-    size, as the sampler does), ``batch_size`` per step. Step ``s`` (1-based) takes positions ``[(s − 1)·B,
-    s·B)`` of that stream, so any step's batch follows from ``(seed, s)`` alone (exact resume)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, world: int = 1, rank: int = 0):
-        self.sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                          drop_last=False)
-        self.batch_size = batch_size
-        self._epoch, self._order = -1, None
-
-    @property
-    def epoch_length(self) -> int:
-        """Samples of this rank per epoch."""
-        return len(self.sampler)
-
-    def _epoch_order(self, epoch: int) -> torch.Tensor:
-        if epoch != self._epoch:
-            self.sampler.set_epoch(epoch)
-            self._epoch, self._order = epoch, torch.tensor(list(iter(self.sampler)), dtype=torch.int64)
-        return self._order
-
-    def indices(self, step: int) -> torch.Tensor:
-        L, out = self.epoch_length, []
-        pos, end = (step - 1) * self.batch_size, step * self.batch_size
-        while pos < end:
-            epoch, off = divmod(pos, L)
-            take = min(end - pos, L - off)
-            out.append(self._epoch_order(epoch)[off:off + take])
-            pos += take
-        return torch.cat(out)
-
-
 class _LossForward(torch.nn.Module):
     """``forward`` = ``model.loss``: what DistributedDataParallel wraps (it hooks the module's forward)."""
 
@@ -107,38 +70,8 @@ class _LossForward(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, generator):
-        return self.model.loss(x, generator=generator)
-
-
-def get_batch(dataset, idx: torch.Tensor) -> torch.Tensor:
-    """Images of ``dataset`` at ``idx`` as one float batch (uses ``dataset.get_batch`` when present)."""
-    if hasattr(dataset, "get_batch"):
-        out = dataset.get_batch(idx)
-    else:
-        items = [dataset[int(i)] for i in idx]
-        out = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def _flat_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    sd = opt.state_dict()
-    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{pid}.{k}"] = v
-            else:
-                meta["scalars"][f"{pid}.{k}"] = v
-    return tensors, meta
-
-
-def _unflat_optimizer(tensors: dict, meta: dict) -> dict:
-    state: dict = {}
-    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
+    def forward(self, x, generator, latents=None):
+        return self.model.loss(x, generator=generator, latents=latents)
 
 
 class _EMA:
@@ -154,12 +87,14 @@ class _EMA:
 
 
 def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume: bool = False,
-        run_info: dict | None = None, callback=None, **overrides) -> dict:
+        run_info: dict | None = None, callback=None, refit: RefitSchedule | None = None,
+        **overrides) -> dict:
     """Train ``model`` (an ``AnchoredDiffusion``) on ``dataset`` (indexable, ``len() > 0``, items are
     images ``[C, H, W]`` in ``[0, 1]`` or ``(image, ...)`` tuples). With ``out_dir``, writes
     ``config.json``, ``log.jsonl`` and ``checkpoints/step_XXXXXXX/``; ``resume=True`` continues from the
     latest checkpoint there. ``run_info`` entries (e.g. the dataset) are added to ``config.json``.
-    ``callback(step, model)``, if given, runs on every rank after every step.
+    ``callback(step, model)``, if given, runs on every rank after every step. ``refit`` replaces the DyGA refit
+    schedule the config describes (``RefitSchedule.from_config(config)``) by another strategy object.
     Under ``torch.distributed`` (more than one rank; see the module docstring) every rank calls ``fit`` with the
     same arguments; ``batch_size`` is per rank and the logged loss is the mean over ranks.
     Returns ``{"losses": [(step, loss), ...], "refit_steps": [...], "step": last step}``."""
@@ -174,7 +109,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     ema = _EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     out = Path(out_dir) if out_dir is not None else None
     start = 0
-    history = {"losses": [], "refit_steps": [], "spread_peak": None}
+    history = {"losses": []}
+    schedule = RefitSchedule.from_config(cfg) if refit is None else refit
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         run_cfg = {"model": model.config, "train": asdict(cfg), **(run_info or {}),
@@ -183,16 +119,18 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     if resume:
         if out is None:
             raise ValueError("resume=True needs out_dir (the run directory to resume)")
-        ck = _agreed_checkpoint(out, R)
+        ck = agreed_checkpoint(out, R)
         if ck is None:
             raise FileNotFoundError(f"resume=True but {out}/checkpoints holds no checkpoint")
-        start = _load_training_state(ck, model, opt, ema, history)
+        start = _load_training_state(ck, model, opt, ema, schedule, history)
         if main:
-            _truncate_log(out / "log.jsonl", start)
+            truncate_log(out / "log.jsonl", start)
     # check one batch before the loop: a clear error for wrong image size / channels / values
     probe = get_batch(dataset, torch.arange(min(2, n)))
     model._check_images(probe.to(device), "dataset images")
-    guard = CollapseGuard(cfg.collapse_threshold, cfg.on_collapse, history["spread_peak"])
+    latent_data = hasattr(dataset, "get_latents") and getattr(model, "first_stage", None) is not None
+    if getattr(model, "first_stage", None) is not None and not bool(model.latent_scale_fitted):
+        _fit_latent_scale(model, dataset, latent_data, cfg.seed, device)
     stream = BatchStream(n, cfg.batch_size, cfg.seed, R.world, R.rank)
     net = _LossForward(model)
     if R.world > 1:
@@ -207,11 +145,13 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     step = start
     try:
         for step in range(start + 1, cfg.steps + 1):
-            x = get_batch(dataset, stream.indices(step)).to(device)
-            torch.manual_seed(_step_seed(cfg.seed, step, 1, R.rank))      # skip-dropout masks of this step
-            gdev = torch.Generator(device).manual_seed(_step_seed(cfg.seed, step, 2, R.rank))
+            idx = stream.indices(step)
+            x = get_batch(dataset, idx).to(device)
+            z = dataset.get_latents(idx).to(device) if latent_data else None
+            torch.manual_seed(step_seed(cfg.seed, step, 1, R.rank))      # skip-dropout masks of this step
+            gdev = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, 2, R.rank))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                loss = net(x, gdev)
+                loss = net(x, gdev, z)
             mean_loss = R.sum(loss.detach().float()) / R.world
             if not torch.isfinite(mean_loss):
                 raise FloatingPointError(f"non-finite loss {float(mean_loss)} at step {step}")
@@ -227,21 +167,14 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             lv = float(mean_loss)
             history["losses"].append((step, lv))
             imgs += cfg.batch_size * R.world
-            if step >= cfg.refit_warmup and (step - cfg.refit_warmup) % cfg.refit_every == 0:
-                with nvtx_range("refit"):
-                    _refit(model, dataset, cfg, step, R)
-                history["refit_steps"].append(step)
-                if log is not None:
-                    log.write(json.dumps({"step": step, "event": "refit", **model.last_refit}) + "\n")
-                low, all_dead = guard.update(step, model.last_refit["spread"])
-                history["spread_peak"] = guard.peak
-                if low and log is not None:
-                    log.write(json.dumps({"step": step, "event": "collapse", "units": low, "all": all_dead}) + "\n")
-                    log.flush()
-                if all_dead and cfg.on_collapse == "stop":
-                    ck = save_training_state(out, step, model, opt, ema, cfg, history) \
-                        if out is not None and main else None
-                    raise EncoderCollapse(guard.message(step) + (f" Checkpoint: {ck}." if ck else ""), step, ck)
+            events = schedule.after_step(step, model, dataset, R)
+            if log is not None and events:
+                log.writelines(json.dumps(e) + "\n" for e in events)
+                log.flush()
+            if schedule.stop:
+                ck = save_training_state(out, step, model, opt, ema, cfg, schedule, history) \
+                    if out is not None and main else None
+                raise EncoderCollapse(schedule.guard.message(step) + (f" Checkpoint: {ck}." if ck else ""), step, ck)
             if logging:
                 now = time.perf_counter()
                 ips = imgs / max(now - t_last, 1e-9)
@@ -254,7 +187,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             if bar is not None:
                 bar.update()
             if out is not None and main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                save_training_state(out, step, model, opt, ema, cfg, history)
+                save_training_state(out, step, model, opt, ema, cfg, schedule, history)
             if callback is not None:
                 callback(step, model)
     except EncoderCollapse:
@@ -271,8 +204,20 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             bar.close()
         if log is not None:
             log.close()
-    history["step"] = cfg.steps
-    return history
+    return {**history, **schedule.state_dict(), "step": cfg.steps}
+
+
+def _fit_latent_scale(model, dataset, latent_data: bool, seed: int, device) -> None:
+    """The latent scale factor from up to 1024 seeded images (the same on every rank)."""
+    g = torch.Generator().manual_seed(step_seed(seed, 0, 4))
+    idx = torch.randperm(len(dataset), generator=g)[:1024]
+    if latent_data:
+        z = dataset.get_latents(idx)
+    else:
+        with torch.no_grad():
+            z = torch.cat([model.first_stage.encode(get_batch(dataset, idx[i:i + 256]).to(device))
+                           for i in range(0, len(idx), 256)])
+    model.fit_latent_scale(z.to(device))
 
 
 def _grad_norms(model) -> dict:
@@ -299,77 +244,20 @@ def _wrap_ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(net, **kw)
 
 
-def _agreed_checkpoint(out: Path, R) -> Path | None:
-    """The latest checkpoint as rank 0 sees it, the same path on every rank."""
-    ck = latest_checkpoint(out) if R.rank == 0 else None
-    if R.world > 1:
-        box = [str(ck) if ck is not None else None]
-        torch.distributed.broadcast_object_list(box, src=0)
-        ck = Path(box[0]) if box[0] is not None else None
-    return ck
+def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig, schedule: RefitSchedule,
+                        history: dict) -> Path:
+    extra = {"ema": ema.shadow} if ema is not None else {}
+    state = {"train": asdict(cfg), "losses": history["losses"], **schedule.state_dict()}
+    return write_training_state(out, step, model, opt, state, extra)
 
 
-def _refit(model, dataset, cfg: TrainConfig, step: int, R=dist_.LOCAL):
-    """Refit DyGA on ``refit_samples`` seeded images; with several ranks each encodes every world-th of them
-    and the refit is distributed."""
-    g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, 3))
-    n = len(dataset)
-    idx = torch.randperm(n, generator=g)[:cfg.refit_samples] if n > cfg.refit_samples else torch.arange(n)
-    idx = idx[R.rank::R.world]
-    batches = (get_batch(dataset, idx[i:i + 256]) for i in range(0, len(idx), 256))
-    dyga = model.anchoring
-    shown = dyga.progress if dyga is not None else None
-    if dyga is not None:
-        dyga.progress = cfg.progress and R.rank == 0   # the refit's stages show as their own progress bar
-    try:
-        model.refit_anchors(batches)
-    finally:
-        if dyga is not None:
-            dyga.progress = shown
-
-
-def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig, history: dict) -> Path:
-    opt_t, opt_m = _flat_optimizer(opt)
-    tensors = {"model": model.state_dict(), "optimizer": opt_t,
-               "rng": {"torch": torch.get_rng_state()}}
-    if ema is not None:
-        tensors["ema"] = ema.shadow
-    meta = {"config": model_config(model),
-            "train_state": {"step": step, "train": asdict(cfg), "optimizer": opt_m,
-                            "refit_steps": history["refit_steps"], "losses": history["losses"],
-                            "spread_peak": history.get("spread_peak")}}
-    return write_checkpoint(out / "checkpoints" / f"step_{step:07d}", tensors, meta)
-
-
-def _load_training_state(ck: Path, model, opt, ema, history: dict) -> int:
-    state = read_json(ck / "train_state.json")
-    sd = read_tensors(ck / "model.safetensors")
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {ck} does not match the model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    opt.load_state_dict(_unflat_optimizer(read_tensors(ck / "optimizer.safetensors"), state["optimizer"]))
+def _load_training_state(ck: Path, model, opt, ema, schedule: RefitSchedule, history: dict) -> int:
+    state = read_training_state(ck, model, opt)
     if ema is not None and (ck / "ema.safetensors").exists():
         ema.shadow = read_tensors(ck / "ema.safetensors")
-    torch.set_rng_state(read_tensors(ck / "rng.safetensors")["torch"])
-    history["refit_steps"] = list(state.get("refit_steps", []))
+    schedule.load_state_dict(state)
     history["losses"] = [tuple(x) for x in state.get("losses", [])]
-    history["spread_peak"] = state.get("spread_peak")
     return int(state["step"])
-
-
-def _truncate_log(path: Path, step: int):
-    """Drop log lines written after the checkpoint we resume from (a killed run may have logged more)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    path.write_text("".join(k + "\n" for k in keep))
 
 
 __all__ = ["TrainConfig", "fit", "get_batch", "save_training_state", "BatchStream"]

@@ -107,3 +107,15 @@ def save_grid(images: torch.Tensor, nrow: int, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(path, image_grid(images, nrow))
     return path
+
+
+def interchange_grid(model, ds, n: int, steps: int, seed: int):
+    """Rows: ``n`` sources, ``n`` targets, then the sources with unit ``u`` swapped in from the targets."""
+    from .data.batches import get_batch
+    g = torch.Generator().manual_seed(seed)
+    src = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))
+    tgt = get_batch(ds, torch.randint(0, len(ds), (n,), generator=g))
+    rows = [src, tgt]
+    for u in range(model.config["num_units"]):
+        rows.append(model.interchange(src, tgt, u, steps=steps, generator=torch.Generator().manual_seed(seed)))
+    return torch.cat(rows)

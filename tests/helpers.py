@@ -71,3 +71,28 @@ def sample_mixture(st: MixtureState, n: int, seed: int = 0) -> tuple[torch.Tenso
     Lk = L[torch.arange(G).unsqueeze(1), lab]                                   # [G,n,D,D]
     mu = st.means.double()[torch.arange(G).unsqueeze(1), lab]
     return mu + (Lk @ eps.unsqueeze(-1)).squeeze(-1), lab
+
+
+def kill_after_checkpoint(cmd: list, cwd, run_dir, min_step: int, timeout: float = 240) -> int:
+    """Start ``cmd``, SIGKILL it once ``run_dir`` holds a checkpoint of step >= ``min_step``; returns the latest
+    checkpoint's step when it was killed (fails the test on timeout or an early exit)."""
+    import signal
+    import subprocess
+    import time
+
+    from dga_fast.checkpoint import latest_checkpoint
+
+    def step():
+        ck = latest_checkpoint(run_dir)
+        return -1 if ck is None else int(ck.name[5:])
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and step() < min_step and proc.poll() is None:
+            time.sleep(0.2)
+        assert step() >= 0, proc.stderr.read().decode() if proc.poll() is not None else "timeout"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return step()

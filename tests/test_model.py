@@ -1,9 +1,7 @@
 """AnchoredDiffusion, its building blocks, training, checkpoints and resume (tiny sizes)."""
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from dga_fast.checkpoint import latest_checkpoint
 from dga_fast.data import SyntheticShapes
 from dga_fast.nn import DecoderInput, FeatureExtractor
 from dga_fast.train import fit
+from helpers import kill_after_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
@@ -57,8 +56,8 @@ def test_feature_extractor_grouped_mlp_matches_loop():
     s = torch.randn(4, 5)
     tok = fe.tokens_from_units(s)
     for u in range(5):
-        h = torch.nn.functional.silu(s[:, u:u + 1] @ fe.w1[u] + fe.b1[u])
-        torch.testing.assert_close(tok[:, u], h @ fe.w2[u] + fe.b2[u])
+        h = torch.nn.functional.silu(s[:, u:u + 1] @ fe.mlp.w1[u] + fe.mlp.b1[u])
+        torch.testing.assert_close(tok[:, u], h @ fe.mlp.w2[u] + fe.mlp.b2[u])
 
 
 def test_synthetic_shapes(shapes16):
@@ -143,17 +142,7 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "dga_fast", "train", "--out", str(run), "--steps", "400", "--ckpt-every", "2",
            "--image-size", "16", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and (latest_checkpoint(run) is None or
-                                          int(latest_checkpoint(run).name[5:]) < 6):
-            time.sleep(0.2)
-        assert latest_checkpoint(run) is not None, proc.stderr.read().decode() if proc.poll() else "timeout"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_after_checkpoint(cmd, ROOT, run, 6)
     m = AnchoredDiffusion.load(run)
     assert isinstance(m, AnchoredDiffusion)
     # every checkpoint directory is complete (a half-written one only ever exists under a temporary name)

@@ -33,6 +33,9 @@ def test_benchmark_small_writes_json(tmp_path):
                 ("plans-mixture_spread", "native")} <= provs
         assert {s["family"] for s in res["speedups"] if s["provider"] == "native"} == {
             "plans-split_plan", "plans-filter_plan", "plans-mixture_spread"}
+    assert {("train", "pixel"), ("train", "latent"), ("train", "refit")} <= provs
+    assert all(r["check"]["items_per_s"] > 0 for r in res["rows"] if r["family"] == "train" and r["mode"] == "step")
+    assert any(s["family"] == "train" and s["baseline"] == "pixel" for s in res["speedups"])
     assert "speed-up refit" in proc.stdout
 
 
@@ -55,13 +58,17 @@ def test_backend_variable(monkeypatch):
 
 
 def test_training_demo_short(tmp_path):
-    s = run_training_demo(tmp_path, steps=2, progress=False, n_images=2, sample_steps=2, eval_samples=40)
+    s = run_training_demo(tmp_path, steps=2, progress=False, n_images=2, sample_steps=2, eval_samples=40,
+                          ae_steps=2, held_out=32)
     assert s["steps"] == 2
     assert set(s["evaluation"]["scores"]) >= {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae"}
     assert all(0.0 <= v <= 1.0 for v in s["evaluation"]["scores"].values())
     for f in s["files"]:
         assert (tmp_path / f).stat().st_size > 100
-    assert {"samples.png", "interchange.png", "loss.png", "summary.json"} <= set(s["files"])
+    assert {"samples.png", "interchange.png", "reconstructions.png", "loss.png", "summary.json"} <= set(s["files"])
+    assert s["first_stage"]["steps"] == 2 and s["first_stage"]["latent_shape"] == [3, 8, 8]
+    assert 0 < s["self_reconstruction"]["ratio"] and len(s["interchange_effect_per_unit"]) == 10
+    assert (tmp_path / "first_stage" / "checkpoints" / "step_0000002" / "model.safetensors").exists()
     assert (tmp_path / "checkpoints" / "step_0000002" / "model.safetensors").exists()
 
 
@@ -103,3 +110,19 @@ def test_evaluate_run_writes_metrics_and_plots(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--metrics", "nope"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "unknown metric" in bad.stderr
+
+
+def test_structure_has_no_import_circle_between_cli_demo_evaluate():
+    """cli dispatches to demo and evaluate; neither imports cli, evaluate does not import demo, and the training
+    loop calls the refit schedule instead of containing it (issue 14)."""
+    import ast
+
+    def imports(name):
+        tree = ast.parse((ROOT / "dga_fast" / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+    assert "cli" not in imports("demo") | imports("evaluate")
+    assert "demo" not in imports("evaluate")
+    assert "runs" in imports("evaluate") and "runs" in imports("cli")
+    train_src = (ROOT / "dga_fast" / "train.py").read_text()
+    assert "refit_anchors" not in train_src and "refit_warmup) %" not in train_src
+    assert "RefitSchedule" in train_src

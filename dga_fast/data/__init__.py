@@ -3,8 +3,9 @@ the original files of Shapes3D, MPI3D-toy, Cars3D, CelebA and any image folder."
 from .identity import FactorsAsImages
 from .files import Cars3D, CelebA, ImageFolder, MPI3DToy, Shapes3D
 from .synthetic_shapes import FACTOR_NAMES, FACTOR_SIZES, SyntheticShapes
+from .subset import IndexSubset
 from .published_tokens import UnitSpec, hard_setting, make_published_tokens
 from .tokens import UnitTokens, make_unit_tokens, spread_levels
 
 __all__ = ["UnitTokens", "UnitSpec", "hard_setting", "make_published_tokens", "make_unit_tokens", "spread_levels", "SyntheticShapes", "FACTOR_NAMES",
-           "FACTOR_SIZES", "Shapes3D", "MPI3DToy", "Cars3D", "CelebA", "ImageFolder", "FactorsAsImages"]
+           "FACTOR_SIZES", "Shapes3D", "MPI3DToy", "Cars3D", "CelebA", "ImageFolder", "FactorsAsImages", "IndexSubset"]

@@ -53,10 +53,7 @@ class FeatureExtractor(nn.Module):
         head = [nn.Flatten(), nn.Linear(c_in * 4 * 4, 256), _hidden_norm(norm, 256), nn.SiLU(),
                 nn.Linear(256, num_units)]
         self.head = nn.Sequential(*[m for m in head if not isinstance(m, nn.Identity)])
-        self.w1 = nn.Parameter(torch.randn(num_units, 1, hidden))
-        self.b1 = nn.Parameter(torch.zeros(num_units, 1, hidden))
-        self.w2 = nn.Parameter(torch.randn(num_units, hidden, unit_dim) / math.sqrt(hidden))
-        self.b2 = nn.Parameter(torch.zeros(num_units, 1, unit_dim))
+        self.mlp = UnitMLP(num_units, (1, hidden, unit_dim), final_act=False)
         self.num_units, self.unit_dim = num_units, unit_dim
 
     def head_hidden(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, 256]
@@ -67,9 +64,63 @@ class FeatureExtractor(nn.Module):
         return self.head(self.conv(x))
 
     def tokens_from_units(self, s: torch.Tensor) -> torch.Tensor:  # [B, U] -> [B, U, Dc]
-        su = s.transpose(0, 1).unsqueeze(-1)                                  # [U, B, 1]
-        h = torch.nn.functional.silu(torch.baddbmm(self.b1, su, self.w1))     # [U, B, hidden]
-        return torch.baddbmm(self.b2, h, self.w2).transpose(0, 1)             # [B, U, Dc]
+        return self.mlp(s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens_from_units(self.latent_units(x))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for k in ("w1", "b1", "w2", "b2"):   # checkpoints from before UnitMLP kept the MLP's weights here
+            if prefix + k in state_dict:
+                state_dict[prefix + "mlp." + k] = state_dict.pop(prefix + k)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class PaperFeatureExtractor(nn.Module):
+    """The published feature extractor (DESIGN §6a): 7×7 conv (``channels``, stride 1), four stride-2 4×4
+    convs (2, 4, 4, 4 × ``channels``), each conv followed by BatchNorm + ReLU; fully connected
+    ``4·channels·(S/16)² → 256 → U``; each unit's scalar through its own MLP ``1 → 256 → 512 → Dc`` with a ReLU
+    after every layer (tokens are non-negative). Same interface as ``FeatureExtractor``."""
+
+    def __init__(self, image_size: int = 64, in_channels: int = 3, num_units: int = 20, unit_dim: int = 32,
+                 channels: int = 64):
+        super().__init__()
+        if image_size < 16 or image_size % 16:
+            raise ValueError(f"the paper's feature extractor needs image_size a multiple of 16, got {image_size}")
+        layers, c_in = [nn.Conv2d(in_channels, channels, 7, 1, 3), nn.BatchNorm2d(channels), nn.ReLU()], channels
+        for m in (2, 4, 4, 4):
+            layers += [nn.Conv2d(c_in, channels * m, 4, 2, 1), nn.BatchNorm2d(channels * m), nn.ReLU()]
+            c_in = channels * m
+        self.conv = nn.Sequential(*layers)
+        side = image_size // 16
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, 256), nn.ReLU(),
+                                  nn.Linear(256, num_units))
+        self.mlp = UnitMLP(num_units, (1, 256, 512, unit_dim), act=torch.relu, final_act=True)
+        self.num_units, self.unit_dim = num_units, unit_dim
+
+    head_hidden = FeatureExtractor.head_hidden
+    latent_units = FeatureExtractor.latent_units
+    tokens_from_units = FeatureExtractor.tokens_from_units
+    forward = FeatureExtractor.forward
+
+
+class UnitMLP(nn.Module):
+    """One small MLP per latent unit, batched as grouped matmuls over ``[U, ...]`` weights (no loop over
+    units): ``s [B, U] → [B, U, widths[-1]]``. Layer ``i`` has ``w{i} [U, in, out]`` (N(0, 1/in)) and
+    ``b{i} [U, 1, out]`` (zeros); ``act`` after every layer but the last, and after the last too when
+    ``final_act``."""
+
+    def __init__(self, num_units: int, widths, act=torch.nn.functional.silu, final_act: bool = False):
+        super().__init__()
+        self.n_layers, self.act, self.final_act = len(widths) - 1, act, final_act
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+            setattr(self, f"w{i}", nn.Parameter(torch.randn(num_units, a, b) / math.sqrt(a)))
+            setattr(self, f"b{i}", nn.Parameter(torch.zeros(num_units, 1, b)))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:  # [B, U] -> [B, U, out]
+        h = s.transpose(0, 1).unsqueeze(-1)                                   # [U, B, 1]
+        for i in range(1, self.n_layers + 1):
+            h = torch.baddbmm(getattr(self, f"b{i}"), h, getattr(self, f"w{i}"))
+            if i < self.n_layers or self.final_act:
+                h = self.act(h)
+        return h.transpose(0, 1)                                              # [B, U, out]

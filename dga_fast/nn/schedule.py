@@ -30,9 +30,10 @@ class DiffusionSchedule(nn.Module):
 
     @torch.no_grad()
     def ddim(self, eps_fn, x_T: torch.Tensor, steps: int = 50, eta: float = 0.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, clip: float | None = 1.0) -> torch.Tensor:
         """DDIM (Song et al. 2021) from ``x_T`` over ``steps`` evenly spaced timesteps; ``eta = 0`` is
-        deterministic. ``eps_fn(x_t, t [B])`` predicts the noise."""
+        deterministic. ``eps_fn(x_t, t [B])`` predicts the noise. The predicted ``x0`` is clamped to
+        ``[-clip, clip]`` (pixels live in ``[-1, 1]``; latents are not clamped: ``clip=None``)."""
         if not 1 <= steps <= self.timesteps:
             raise ValueError(f"steps must be in [1, {self.timesteps}], got {steps}")
         ts = torch.linspace(self.timesteps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
@@ -42,7 +43,9 @@ class DiffusionSchedule(nn.Module):
             a_t = self.alphas_cumprod[t]
             a_prev = self.alphas_cumprod[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64)
             eps = eps_fn(x, torch.full((B,), t, device=x.device, dtype=torch.long))
-            x0 = ((x - (1 - a_t).sqrt().to(x.dtype) * eps) / a_t.sqrt().to(x.dtype)).clamp(-1, 1)
+            x0 = ((x - (1 - a_t).sqrt().to(x.dtype) * eps) / a_t.sqrt().to(x.dtype))
+            if clip is not None:
+                x0 = x0.clamp(-clip, clip)
             sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp_min(0).sqrt()
             dir_coef = (1 - a_prev - sigma ** 2).clamp_min(0).sqrt()
             x = a_prev.sqrt().to(x.dtype) * x0 + dir_coef.to(x.dtype) * eps

@@ -25,22 +25,33 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:  # [B] -> [B,
 
 
 class ResBlock(nn.Module):
-    """GroupNorm–SiLU–conv, scale-shift by the timestep embedding, GroupNorm–SiLU–dropout–conv, residual.
+    """GroupNorm–SiLU–conv, the timestep embedding (scale-shift of the second GroupNorm when
+    ``scale_shift_norm``, else added before it), GroupNorm–SiLU–dropout–conv, residual.
     A decoder block (``skip_channels > 0``) takes ``(h, skip)`` and starts with the fused
-    skip-dropout/concat/GroupNorm/SiLU op."""
+    skip-dropout/concat/GroupNorm/SiLU op. ``updown="down"`` / ``"up"`` resamples by 2 inside the block
+    (average pool / nearest, after the first norm and on the residual path), as the official U-Net's
+    ``resblock_updown``."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, skip_channels: int = 0, skip_p: float = 0.0,
-                 fused: bool = True):
+                 fused: bool = True, dropout: float = 0.0, scale_shift_norm: bool = True,
+                 updown: str | None = None):
         super().__init__()
+        if updown not in (None, "up", "down"):
+            raise ValueError(f"updown must be None, 'up' or 'down', got {updown!r}")
+        if updown and skip_channels:
+            raise ValueError("a resampling ResBlock takes no skip connection")
         total = in_ch + skip_channels
         if skip_channels:
             self.inp = DecoderInput(in_ch, skip_channels, norm_groups(total), skip_p, fused)
         else:
             self.norm1 = nn.GroupNorm(norm_groups(total), total, eps=1e-5)
-        self.skip_channels = skip_channels
+        self.skip_channels, self.scale_shift_norm = skip_channels, scale_shift_norm
+        self.resample = {"up": nn.Upsample(scale_factor=2, mode="nearest"), "down": nn.AvgPool2d(2),
+                         None: nn.Identity()}[updown]
         self.conv1 = nn.Conv2d(total, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch if scale_shift_norm else out_ch)
         self.norm2 = nn.GroupNorm(norm_groups(out_ch), out_ch, eps=1e-5)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -51,10 +62,15 @@ class ResBlock(nn.Module):
             x, y = self.inp(h, skip)
         else:
             x, y = h, F.silu(self.norm1(h))
+        x, y = self.resample(x), self.resample(y)
         y = self.conv1(y)
-        scale, shift = self.emb(F.silu(emb)).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-        y = self.norm2(y) * (1 + scale) + shift
-        y = self.conv2(F.silu(y))
+        e = self.emb(F.silu(emb)).unsqueeze(-1).unsqueeze(-1)
+        if self.scale_shift_norm:
+            scale, shift = e.chunk(2, dim=1)
+            y = self.norm2(y) * (1 + scale) + shift
+        else:
+            y = self.norm2(y + e)
+        y = self.conv2(self.drop(F.silu(y)))
         return self.shortcut(x) + y
 
 
@@ -106,14 +122,19 @@ class AttentionBlock(nn.Module):
 class UNet(nn.Module):
     """ε-prediction U-Net. ``attention_resolutions`` and ``skip_dropout_resolutions`` are downsample
     factors (1 = full resolution). Decoder ResBlocks take ``cat(h, skip)``; skips at the
-    ``skip_dropout_resolutions`` are dropped channel-wise with rate ``skip_dropout`` in training."""
+    ``skip_dropout_resolutions`` are dropped channel-wise with rate ``skip_dropout`` in training.
+    ``dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the official U-Net's options (see ``ResBlock``;
+    without ``resblock_updown`` the resolution changes by a stride-2 conv / nearest upsampling + conv)."""
 
     def __init__(self, image_size: int = 64, in_channels: int = 3, base_channels: int = 64,
                  channel_mult=(1, 2, 4, 4), num_res_blocks: int = 2, attention_resolutions=(1, 2, 4),
                  num_heads: int = 8, cond_dim: int = 32, skip_dropout: float = 0.2,
-                 skip_dropout_resolutions=(1, 2), fused: bool = True):
+                 skip_dropout_resolutions=(1, 2), fused: bool = True, dropout: float = 0.0,
+                 scale_shift_norm: bool = True, resblock_updown: bool = False):
         super().__init__()
         emb_dim = base_channels * 4
+        res = lambda i, o, **kw: ResBlock(i, o, emb_dim, fused=fused, dropout=dropout,  # noqa: E731
+                                          scale_shift_norm=scale_shift_norm, **kw)
         self.base_channels = base_channels
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.inp = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -123,31 +144,33 @@ class UNet(nn.Module):
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
                 out = base_channels * mult
-                blocks = nn.ModuleList([ResBlock(ch, out, emb_dim, fused=fused)])
+                blocks = nn.ModuleList([res(ch, out)])
                 if ds in attn_ds:
                     blocks.append(AttentionBlock(out, cond_dim, num_heads))
                 self.down.append(blocks)
                 ch = out
                 skip_chs.append((ch, ds))
             if level != len(channel_mult) - 1:
-                self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+                self.down.append(nn.ModuleList([res(ch, ch, updown="down") if resblock_updown else
+                                                nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
                 ds *= 2
                 skip_chs.append((ch, ds))
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, fused=fused), AttentionBlock(ch, cond_dim, num_heads),
-                                  ResBlock(ch, ch, emb_dim, fused=fused)])
+        self.mid = nn.ModuleList([res(ch, ch), AttentionBlock(ch, cond_dim, num_heads), res(ch, ch)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
                 sc, sds = skip_chs.pop()
                 out = base_channels * mult
-                blocks = nn.ModuleList([ResBlock(ch, out, emb_dim, skip_channels=sc,
-                                                 skip_p=skip_dropout if sds in sd_ds else 0.0, fused=fused)])
+                blocks = nn.ModuleList([res(ch, out, skip_channels=sc, skip_p=skip_dropout if sds in sd_ds else 0.0)])
                 if ds in attn_ds:
                     blocks.append(AttentionBlock(out, cond_dim, num_heads))
                 ch = out
                 if level and i == num_res_blocks:
-                    blocks.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                    blocks.append(nn.Conv2d(ch, ch, 3, padding=1))
+                    if resblock_updown:
+                        blocks.append(res(ch, ch, updown="up"))
+                    else:
+                        blocks.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                        blocks.append(nn.Conv2d(ch, ch, 3, padding=1))
                     ds //= 2
                 self.up.append(blocks)
         self.out = nn.Sequential(nn.GroupNorm(norm_groups(ch), ch, eps=1e-5), nn.SiLU(),
@@ -175,7 +198,7 @@ class UNet(nn.Module):
         for blocks in self.up:
             for m in blocks:
                 if isinstance(m, ResBlock):
-                    h = m(h, emb, skips.pop())
+                    h = m(h, emb, skips.pop()) if m.skip_channels else m(h, emb)
                 elif isinstance(m, AttentionBlock):
                     h = m(h, cond)
                 else:
