@@ -90,11 +90,13 @@ def _plot_loss(losses, path):
 
 def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, progress: bool = True,
                       n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000,
-                      ae_minutes: float = 3.0, ae_steps: int = 100_000, held_out: int = 256) -> dict:
+                      ae_minutes: float = 3.0, ae_steps: int = 100_000, held_out: int = 256,
+                      train_images: int = 8192) -> dict:
     """The latent system on SyntheticShapes(32), on the CPU in a few minutes (``make demo``):
 
     1. the first stage (``FirstStage``, the official VQ autoencoder) for ``ae_minutes`` (or ``ae_steps``);
-    2. the ``tiny-latent`` preset (DyGA + Skip Dropout) on its cached latents, ``held_out`` images set aside;
+    2. the ``tiny-latent`` preset (DyGA + Skip Dropout) on the cached latents of ``train_images`` seeded images
+       (so the cache is filled in the first epoch), ``held_out`` other images set aside;
     3. on held-out images: ``samples.png``, ``interchange.png``, ``reconstructions.png`` (first stage), the
        self-reconstruction ratio (``evaluate.self_reconstruction``, 64 images), the per-unit interchange
        effect, ``anchors.png``, ``loss.png``, and the disentanglement metrics with ``eval_samples`` samples each
@@ -125,8 +127,9 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
                          run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size}})
     ae_s = time.perf_counter() - t0
     # 2. latent diffusion on the training split, latents cached beside the first stage
-    train_ds = IndexSubset(ds, train_idx)
-    key = {"name": "synthetic-shapes", "image_size": size, "split": f"all but {held_out} held out (seed {seed})"}
+    train_ds = IndexSubset(ds, train_idx[:train_images])
+    key = {"name": "synthetic-shapes", "image_size": size,
+           "split": f"{train_images} training images, {held_out} held out (seed {seed})"}
     cache = LatentCache(fs, train_ds, default_cache_dir(out / "first_stage", key, weights_fingerprint(fs)), key,
                         progress=progress)
     model_cfg = {k: v for k, v in preset["model"].items() if k != "first_stage"}
@@ -165,7 +168,8 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
         evaluation = {"scores": ev["scores"], "samples": eval_samples,
                       "seconds": round(sum(ev["seconds"].values()), 1)}
     summary = {
-        "preset": "tiny-latent", "dataset": f"SyntheticShapes({size})", "held_out_images": held_out,
+        "preset": "tiny-latent", "dataset": f"SyntheticShapes({size})", "train_images": len(train_ds),
+        "held_out_images": held_out,
         "first_stage": {"steps": ae["step"], "seconds": round(ae_s, 1), "held_out_psnr_db": ae["psnr"][-1][1],
                         **fs.code_stats(x), "latent_shape": list(fs.latent_shape)},
         "steps": hist["step"], "train_seconds": round(train_s, 1),
