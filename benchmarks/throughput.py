@@ -566,7 +566,7 @@ def family_train(args, device) -> list[Case]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            return float(loss)
+            return float(loss.detach())
 
         def check(loss):
             return {"ok": math.isfinite(loss), "loss": round(loss, 4), "batch": B}
