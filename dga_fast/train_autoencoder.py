@@ -148,7 +148,6 @@ def fit_autoencoder(model, dataset, out_dir=None, config: AutoencoderConfig | No
                 ev = _evaluate(model, dataset, held)
                 hist["psnr"].append((step, ev["psnr"]))
                 write({"step": step, "event": "eval", **ev})
-                model.train()
             if bar is not None:
                 bar.update()
             if step % cfg.ckpt_every == 0 or last:
