@@ -29,6 +29,7 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--self-reconstruction", type=int, default=0, help="images for the ratio (default: off)")
     ap.add_argument("--sample-steps", type=int, default=50)
+    ap.add_argument("--ema", action="store_true", help="evaluate the checkpoints' moving-average weights")
     args = ap.parse_args(argv)
     from dga_fast import AnchoredDiffusion
     from dga_fast.data import SyntheticShapes
@@ -37,7 +38,7 @@ def main(argv=None):
         raise FileNotFoundError(f"{args.run}/checkpoints holds no step_* checkpoint")
     rows = []
     for ck in cks:
-        model = AnchoredDiffusion.load(ck).eval()
+        model = AnchoredDiffusion.load(ck, ema=args.ema).eval()
         data = SyntheticShapes(model.config["image_size"])
         idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:args.images]
         x = data.get_batch(idx)[0]
@@ -70,7 +71,7 @@ def main(argv=None):
               f"{'' if dd is None else f'{dd:.3f}':>5}  {'' if sr is None else f'{sr:.3f}':>8}  "
               f"{[u for u, v in enumerate(rel) if v < 0.1]}")
     if args.out:
-        args.out.write_text(json.dumps({"run": str(args.run), "images": args.images, "metric_samples": args.samples if args.metrics else None, "rows": rows}, indent=1))
+        args.out.write_text(json.dumps({"run": str(args.run), "ema": args.ema, "images": args.images, "metric_samples": args.samples if args.metrics else None, "rows": rows}, indent=1))
     return rows
 
 

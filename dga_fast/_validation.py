@@ -25,6 +25,16 @@ def check_float_tensor(name: str, x, ndim: int | None = None, *, finite: bool = 
     return x
 
 
+def check_batch(name: str, x, shape: tuple, what: str) -> torch.Tensor:
+    """Return ``x`` if it is a finite floating-point batch ``[B > 0, *shape]``; ``what`` names where
+    ``shape`` comes from (e.g. "in_channels, image_size")."""
+    check_float_tensor(name, x, 1 + len(shape))
+    if tuple(x.shape[1:]) != tuple(shape) or x.shape[0] == 0:
+        raise ValueError(f"{name} must have shape [B>0, {', '.join(map(str, shape))}] ({what}), "
+                         f"got {tuple(x.shape)}")
+    return x
+
+
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")

@@ -127,7 +127,10 @@ def save_model(model, directory) -> Path:
     return write_checkpoint(directory, {"model": model.state_dict()}, {"config": model_config(model)})
 
 
-def load_model(cls, path, map_location="cpu"):
+def load_model(cls, path, map_location="cpu", ema: bool = False):
+    """A model of class ``cls`` from a checkpoint (or run) directory; ``ema=True`` puts the checkpoint's
+    moving average of the trainable parameters (``ema.safetensors``, written when training with
+    ``ema_decay``) in place of the live ones."""
     ck = resolve_checkpoint(path)
     cfg = read_json(ck / CONFIG_NAME)
     if cfg.get("format") != FORMAT or "model" not in cfg:
@@ -140,7 +143,23 @@ def load_model(cls, path, map_location="cpu"):
     if missing or unexpected:
         raise ValueError(f"checkpoint {ck} does not match the model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
+    if ema:
+        _load_ema(model, ck)
     return model.to(map_location)
+
+
+def _load_ema(model, ck: Path) -> None:
+    if not (ck / "ema.safetensors").is_file():
+        raise FileNotFoundError(f"ema=True but {ck} holds no ema.safetensors (train with ema_decay to write it)")
+    shadow = read_tensors(ck / "ema.safetensors")
+    params = dict(model.named_parameters())
+    missing = [k for k, p in params.items() if p.requires_grad and k not in shadow]
+    if missing:
+        raise ValueError(f"{ck / 'ema.safetensors'} lacks parameters of the model: {missing[:5]}")
+    with torch.no_grad():
+        for k, p in params.items():
+            if k in shadow:
+                p.copy_(shadow[k])
 
 
 # ---------------------------------------------------------------------------------------- training state

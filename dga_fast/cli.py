@@ -11,6 +11,18 @@ import torch
 from . import distributed as dist_
 from .runs import DATASETS, load_run, make_dataset, run_config
 
+def _device(name: str | None) -> str:
+    """``--device``: cuda when available unless named; a CUDA device without CUDA is a clear error."""
+    device = name or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as e:
+        raise ValueError(f"--device {device!r}: not a device name (cpu, cuda, cuda:N)") from e
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available")
+    return device
+
+
 def cmd_train(args) -> int:
     from dataclasses import asdict
     from .collapse import EncoderCollapse
@@ -42,10 +54,9 @@ def cmd_train(args) -> int:
             model_cfg["anchoring"] = None
         if args.skip_dropout is not None:
             model_cfg["skip_dropout"] = args.skip_dropout
-        for flag, key in (("steps", "steps"), ("batch_size", "batch_size"), ("ckpt_every", "ckpt_every"),
-                          ("seed", "seed")):
-            if getattr(args, flag) is not None:
-                train_cfg[key] = getattr(args, flag)
+        for key in ("steps", "batch_size", "ckpt_every", "seed", "lr", "lr_schedule", "ema_decay"):
+            if getattr(args, key) is not None:
+                train_cfg[key] = getattr(args, key)
         data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": model_cfg["image_size"]}
         if args.first_stage is not None:
             data_cfg["first_stage"] = str(Path(args.first_stage).resolve())
@@ -53,9 +64,7 @@ def cmd_train(args) -> int:
         if getattr(args, key) is not None:
             train_cfg[key] = getattr(args, key)
     train_cfg["progress"] = not args.no_progress
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available")
+    device = _device(args.device)
     # under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU), one GPU per rank
     distributed = dist_.init_from_env(device)
     device = dist_.local_device(device)
@@ -130,7 +139,7 @@ def cmd_train_autoencoder(args) -> int:
             train_cfg[flag] = getattr(args, flag)
     train_cfg["max_seconds"] = args.max_minutes * 60 if args.max_minutes else None
     train_cfg["progress"] = not args.no_progress
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
     torch.manual_seed(train_cfg["seed"])
     model = FirstStage(**model_cfg).to(device)
@@ -182,7 +191,10 @@ def main(argv=None) -> int:
     d.add_argument("--steps", type=int, default=None,
                    help=f"diffusion training steps (default: the tiny-latent preset's "
                         f"{PRESETS['tiny-latent']['train']['steps']})")
-    d.add_argument("--ae-minutes", type=float, default=3.0, help="first-stage training time (default 3)")
+    d.add_argument("--ae-steps", type=int, default=480,
+                   help="first-stage training steps (default 480: about 3 minutes on a 2-core CPU)")
+    d.add_argument("--ae-minutes", type=float, default=6.0,
+                   help="cap on the first stage's training time; a slower machine stops early (default 6)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--eval-samples", type=int, default=1000,
                    help="samples per metric of the closing evaluation (0 skips it; default 1000)")
@@ -204,6 +216,10 @@ def main(argv=None) -> int:
     t.add_argument("--image-size", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--ckpt-every", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None, help="default: the preset's")
+    t.add_argument("--ema-decay", type=float, default=None,
+                   help="keep a moving average of the weights (ema.safetensors in each checkpoint)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-anchoring", action="store_true", help="EncDiff baseline: no DyGA")
     t.add_argument("--skip-dropout", type=float, help="skip dropout rate (0 disables)")
@@ -277,12 +293,15 @@ def main(argv=None) -> int:
             p.error("--steps must be >= 1")
         if not args.ae_minutes > 0:
             p.error("--ae-minutes must be > 0")
+        if args.ae_steps < 1:
+            p.error("--ae-steps must be >= 1")
         if args.eval_samples != 0 and args.eval_samples < 20:
             p.error("--eval-samples must be 0 (skip) or >= 20")
         args.eval_samples = args.eval_samples or None
         from .demo import run_training_demo
         s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
-                              eval_samples=args.eval_samples, ae_minutes=args.ae_minutes)
+                              eval_samples=args.eval_samples, ae_steps=args.ae_steps,
+                              ae_minutes=args.ae_minutes)
         fs = s["first_stage"]
         print(f"first stage: {fs['steps']} steps in {fs['seconds']} s, held-out PSNR {fs['held_out_psnr_db']:.2f} dB, "
               f"codes used {fs['codes_used']:.1%} (perplexity {fs['perplexity']}), latents {'x'.join(map(str, fs['latent_shape']))}")

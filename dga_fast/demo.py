@@ -90,11 +90,13 @@ def _plot_loss(losses, path):
 
 def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, progress: bool = True,
                       n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000,
-                      ae_minutes: float = 3.0, ae_steps: int = 100_000, held_out: int = 256,
+                      ae_steps: int = 480, ae_minutes: float | None = 6.0, held_out: int = 256,
                       train_images: int = 8192) -> dict:
     """The latent system on SyntheticShapes(32), on the CPU in a few minutes (``make demo``):
 
-    1. the first stage (``FirstStage``, the official VQ autoencoder) for ``ae_minutes`` (or ``ae_steps``);
+    1. the first stage (``FirstStage``, the official VQ autoencoder) for ``ae_steps`` steps (about 3 minutes
+       on a 2-core CPU; ``ae_minutes`` caps the time on a slower machine, which then trains fewer steps and
+       is no longer reproducible step for step);
     2. the ``tiny-latent`` preset (DyGA + Skip Dropout) on the cached latents of ``train_images`` seeded images
        (so the cache is filled in the first epoch), ``held_out`` other images set aside;
     3. on held-out images: ``samples.png``, ``interchange.png``, ``reconstructions.png`` (first stage), the
@@ -121,7 +123,7 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     fs = FirstStage(**preset["model"]["first_stage"])
-    ae = fit_autoencoder(fs, ds, out / "first_stage", steps=ae_steps, max_seconds=ae_minutes * 60,
+    ae = fit_autoencoder(fs, ds, out / "first_stage", steps=ae_steps, max_seconds=ae_minutes * 60 if ae_minutes else None,
                          eval_images=held_out, eval_every=max(ae_steps // 4, 1), ckpt_every=max(ae_steps // 4, 1),
                          seed=seed, progress=progress,
                          run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size}})

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.batches import get_batch
+from .data.batches import get_batch, render_batch
 
 FORMAT = "dga_fast/latents/1"
 
@@ -152,7 +152,7 @@ class LatentDataset(torch.utils.data.Dataset):
         return self.dataset[i]
 
     def get_batch(self, idx):
-        return self.dataset.get_batch(idx) if hasattr(self.dataset, "get_batch") else get_batch(self.dataset, idx)
+        return render_batch(self.dataset, idx)
 
     def get_latents(self, idx) -> torch.Tensor:
         return self.cache.get(idx)

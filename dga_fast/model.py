@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _rng
-from ._validation import check_float_tensor
+from ._validation import check_batch, check_float_tensor
 from .anchoring import DynamicGaussianAnchoring
 from .nn import DiffusionSchedule, FeatureExtractor, FirstStage, PaperFeatureExtractor, UNet
 from .profiling import nvtx_range
@@ -127,14 +127,8 @@ class AnchoredDiffusion(nn.Module):
 
     # ------------------------------------------------------------------ validation
     def _check_images(self, x, name: str = "x") -> torch.Tensor:
-        check_float_tensor(name, x, 4)
         c, s = self.config["in_channels"], self.config["image_size"]
-        if x.shape[1:] != (c, s, s):
-            raise ValueError(f"{name} must have shape [B, {c}, {s}, {s}] (in_channels, image_size), "
-                             f"got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is empty (batch size 0)")
-        return x
+        return check_batch(name, x, (c, s, s), "in_channels, image_size")
 
     @property
     def device(self) -> torch.device:
@@ -401,8 +395,9 @@ class AnchoredDiffusion(nn.Module):
         return save_model(self, directory)
 
     @classmethod
-    def load(cls, path, map_location="cpu") -> "AnchoredDiffusion":
+    def load(cls, path, map_location="cpu", ema: bool = False) -> "AnchoredDiffusion":
         """Load from a checkpoint directory, or from a run directory (its latest complete checkpoint).
-        Only safetensors and JSON are read; nothing is unpickled."""
+        ``ema=True``: the moving average of the weights (a run trained with ``ema_decay``), with the
+        checkpoint's DyGA mixtures. Only safetensors and JSON are read; nothing is unpickled."""
         from .checkpoint import load_model
-        return load_model(cls, path, map_location)
+        return load_model(cls, path, map_location, ema=ema)

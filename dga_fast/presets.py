@@ -21,7 +21,7 @@ PRESETS = {
                    anchoring=dict(init_components=8, max_components=16, em_iters=15, min_cluster_size=8),
                    first_stage=dict(image_size=32, in_channels=3, ch=32, ch_mult=(1, 2, 4), num_res_blocks=2,
                                     z_channels=3, num_codes=2048)),
-        train=dict(steps=1500, batch_size=16, lr=2e-3, refit_warmup=300, refit_every=300,
+        train=dict(steps=1500, batch_size=16, lr=2e-3, lr_schedule="cosine", refit_warmup=300, refit_every=300,
                    refit_samples=1024, ckpt_every=500, log_every=10)),
     # a single GPU at 64x64
     "small": dict(

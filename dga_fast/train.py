@@ -26,6 +26,7 @@ from .checkpoint import (agreed_checkpoint, read_tensors, read_training_state, t
                          write_training_state)
 from .collapse import CollapseGuard, EncoderCollapse
 from .data.batches import BatchStream, get_batch, step_seed
+from .lr_schedule import check_schedule, lr_at
 from .refit_schedule import RefitSchedule
 
 
@@ -34,6 +35,8 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-4
+    lr_schedule: str = "constant"   # or "cosine": warm-up over lr_warmup of the steps, half cosine to 0
+    lr_warmup: float = 0.02
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     amp: bool = False               # bf16 autocast
@@ -57,6 +60,9 @@ class TrainConfig:
             raise ValueError(f"refit_warmup must be >= 0, got {self.refit_warmup}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_schedule(self.lr_schedule)
+        if not 0 <= self.lr_warmup < 1:
+            raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
         CollapseGuard(self.collapse_threshold, self.on_collapse)   # validates both
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
@@ -75,15 +81,20 @@ class _LossForward(torch.nn.Module):
 
 
 class _EMA:
+    """An exponential moving average of the trainable parameters (keyed as in ``state_dict``). Buffers (DyGA's
+    mixtures, the latent scale, a frozen first stage) are not averaged: a model loaded with ``ema=True``
+    takes them from the live model of the same checkpoint."""
+
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.shadow = {k: p.detach().clone() for k, p in model.named_parameters()
+                       if p.requires_grad and p.is_floating_point()}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module):
-        for k, v in model.state_dict().items():
+        for k, p in model.named_parameters():
             if k in self.shadow:
-                self.shadow[k].lerp_(v, 1 - self.decay)
+                self.shadow[k].lerp_(p.detach(), 1 - self.decay)
 
 
 def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume: bool = False,
@@ -150,6 +161,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             z = dataset.get_latents(idx).to(device) if latent_data else None
             torch.manual_seed(step_seed(cfg.seed, step, 1, R.rank))      # skip-dropout masks of this step
             gdev = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, 2, R.rank))
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg.lr_schedule, cfg.lr, (step - 1) / cfg.steps, cfg.lr_warmup)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                 loss = net(x, gdev, z)
             mean_loss = R.sum(loss.detach().float()) / R.world
@@ -180,7 +193,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 ips = imgs / max(now - t_last, 1e-9)
                 t_last, imgs = now, 0
                 if log is not None:
-                    log.write(json.dumps({"step": step, "loss": lv, "images_per_s": round(ips, 2), **grads}) + "\n")
+                    log.write(json.dumps({"step": step, "loss": lv, "lr": opt.param_groups[0]["lr"],
+                                         "images_per_s": round(ips, 2), **grads}) + "\n")
                     log.flush()
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{ips:.1f}")
@@ -254,7 +268,10 @@ def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig,
 def _load_training_state(ck: Path, model, opt, ema, schedule: RefitSchedule, history: dict) -> int:
     state = read_training_state(ck, model, opt)
     if ema is not None and (ck / "ema.safetensors").exists():
-        ema.shadow = read_tensors(ck / "ema.safetensors")
+        saved = read_tensors(ck / "ema.safetensors")     # older runs also averaged buffers: keep parameters
+        ema.shadow = {k: saved[k] if k in saved else v for k, v in ema.shadow.items()}
+    elif ema is not None:                                # a checkpoint of a run without EMA: start it here
+        ema.shadow = _EMA(model, ema.decay).shadow
     schedule.load_state_dict(state)
     history["losses"] = [tuple(x) for x in state.get("losses", [])]
     return int(state["step"])

@@ -15,7 +15,6 @@ bit-exact on ``--resume``, whose clock restarts). ``"constant"`` keeps ``lr``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from ._validation import check_positive_int
 from .checkpoint import agreed_checkpoint, read_training_state, truncate_log, write_training_state
 from .data.batches import BatchStream, get_batch, step_seed
+from .lr_schedule import check_schedule, lr_at
 
 
 @dataclass
@@ -49,19 +49,15 @@ class AutoencoderConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        check_schedule(self.lr_schedule)
         return self
 
     def lr_at(self, step: int, elapsed: float) -> float:
         """The learning rate of step ``step`` (1-based) after ``elapsed`` seconds of this process's training."""
-        if self.lr_schedule == "constant":
-            return self.lr
         frac = (step - 1) / self.steps
         if self.max_seconds is not None:
             frac = max(frac, elapsed / self.max_seconds)
-        warm = min(1.0, (frac + 1e-9) / 0.02)
-        return self.lr * warm * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        return lr_at(self.lr_schedule, self.lr, frac)
 
 
 def split_indices(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -333,3 +333,31 @@ def test_cli_latent_training_resume_and_stale_cache(tmp_path):
     p = run("train", "--preset", "tiny", "--first-stage", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"),
             "--no-progress")
     assert p.returncode == 2 and "nowhere" in p.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cli_device_without_cuda_is_a_clear_error(tmp_path, capsys):
+    from dga_fast.cli import main
+    for cmd, dev, msg in (("train-autoencoder", "cuda", "--device cuda: CUDA is not available"),
+                          ("train", "cuda:1", "--device cuda:1: CUDA is not available"),
+                          ("train-autoencoder", "gpu0", "not a device name")):
+        assert main([cmd, "--out", str(tmp_path / cmd), "--device", dev, "--no-progress"]) != 0
+        assert msg in capsys.readouterr().err
+
+
+def test_subset_batches_keep_the_datasets_form(shapes16):
+    from dga_fast.data import IndexSubset
+    from dga_fast.data.batches import get_batch, render_batch
+    idx = torch.tensor([5, 0, 3])
+    sub = IndexSubset(shapes16, [7, 2, 9, 4, 11, 1])
+    x, f = sub.get_batch(idx)
+    x0, f0 = shapes16.get_batch(torch.tensor([1, 7, 4]))
+    assert torch.equal(x, x0) and torch.equal(torch.as_tensor(f), torch.as_tensor(f0))
+    plain = [(torch.full((3, 2, 2), float(i)), i) for i in range(6)]          # a dataset without get_batch
+    xs, ys = IndexSubset(plain, [4, 2, 0]).get_batch(torch.tensor([2, 1]))
+    assert xs[:, 0, 0, 0].tolist() == [0.0, 2.0] and ys.tolist() == [0, 2]
+    assert torch.equal(get_batch(plain, torch.tensor([3])), plain[3][0][None])
+    images = [torch.rand(3, 2, 2) for _ in range(3)]                          # tensor items
+    assert torch.equal(render_batch(images, torch.tensor([2, 0])), torch.stack([images[2], images[0]]))
+    with pytest.raises(ValueError, match="indices"):
+        IndexSubset(plain, [6])

@@ -1,4 +1,5 @@
 """AnchoredDiffusion, its building blocks, training, checkpoints and resume (tiny sizes)."""
+import math
 import os
 import subprocess
 import sys
@@ -126,16 +127,35 @@ def test_training_lowers_loss_and_refits_on_schedule(tmp_path, shapes16):
     torch.testing.assert_close(cond, tok + lam * (mu - tok))
 
 
-def test_resume_gives_the_same_weights(tmp_path, shapes16):
+@pytest.mark.parametrize("extra", [{}, {"lr_schedule": "cosine", "ema_decay": 0.8}], ids=["constant", "cosine-ema"])
+def test_resume_gives_the_same_weights(tmp_path, shapes16, extra):
     a = tiny()
-    fit(a, shapes16, tmp_path / "a", steps=12, **TRAIN)
+    fit(a, shapes16, tmp_path / "a", steps=12, **TRAIN, **extra)
     b = tiny()
-    fit(b, shapes16, tmp_path / "b", steps=6, **TRAIN)
+    with pytest.raises(_Stop):     # after step 7: resumes from the checkpoint of step 5
+        fit(b, shapes16, tmp_path / "b", steps=12, **TRAIN, **extra, callback=_stop_after(7))
     b2 = tiny()
-    fit(b2, shapes16, tmp_path / "b", steps=12, resume=True, **TRAIN)
-    sa, sb = a.state_dict(), b2.state_dict()
-    for k in sa:
-        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-5, msg=k)
+    fit(b2, shapes16, tmp_path / "b", steps=12, resume=True, **TRAIN, **extra)
+    pairs = [(a, b2)]
+    if extra.get("ema_decay"):
+        pairs.append((AnchoredDiffusion.load(tmp_path / "a", ema=True), AnchoredDiffusion.load(tmp_path / "b", ema=True)))
+    for m1, m2 in pairs:
+        sa, sb = m1.state_dict(), m2.state_dict()
+        for k in sa:
+            torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-5, msg=k)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(n):
+    """A callback that interrupts training after step ``n``: the interrupted run keeps the config (``steps``,
+    hence the lr schedule) of the uninterrupted one."""
+    def cb(step, model):
+        if step == n:
+            raise _Stop
+    return cb
 
 
 def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
@@ -158,15 +178,15 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
 
 def test_bad_input(tmp_path, shapes16):
     m = tiny()
-    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+    with pytest.raises(ValueError, match=r"\[B>0, 3, 16, 16\]"):
         m.encode(torch.rand(2, 3, 32, 32))
-    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+    with pytest.raises(ValueError, match=r"\[B>0, 3, 16, 16\]"):
         m.loss(torch.rand(2, 1, 16, 16))
     with pytest.raises(ValueError, match="NaN or Inf"):
         m.loss(torch.full((2, 3, 16, 16), float("nan")))
     with pytest.raises(ValueError, match="empty"):
         fit(m, [], steps=2, progress=False)
-    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+    with pytest.raises(ValueError, match=r"\[B>0, 3, 16, 16\]"):
         fit(m, SyntheticShapes(32), steps=2, progress=False)
     with pytest.raises(ValueError, match="image_size"):
         AnchoredDiffusion(image_size=20, channel_mult=(1, 2, 4, 4))
@@ -261,3 +281,40 @@ def test_attention_maps_interpolate_representation(shapes16, tmp_path):
     (tmp_path / "ck" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         AnchoredDiffusion.load(tmp_path / "ck")
+
+
+def test_ema_weights_follow_their_oracle_and_the_lr_its_schedule(tmp_path, shapes16):
+    """ema.safetensors = the lerp recursion over the parameters after each step (buffers are the live model's);
+    the logged lr of every step is ``lr_at`` of its progress."""
+    import json
+    from dga_fast.lr_schedule import lr_at
+    m, decay, steps = tiny(), 0.7, 10
+    shadow = {k: p.detach().clone() for k, p in m.named_parameters()}
+
+    def track(step, model):
+        for k, p in model.named_parameters():
+            shadow[k].lerp_(p.detach(), 1 - decay)
+    fit(m, shapes16, tmp_path / "r", steps=steps, ema_decay=decay, lr_schedule="cosine", lr_warmup=0.2,
+        callback=track, **{**TRAIN, "log_every": 1})
+    e = AnchoredDiffusion.load(tmp_path / "r", ema=True)
+    live = AnchoredDiffusion.load(tmp_path / "r")
+    params = dict(e.named_parameters())
+    for k, v in shadow.items():
+        torch.testing.assert_close(params[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    for k, b in e.named_buffers():
+        torch.testing.assert_close(b, dict(live.named_buffers())[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(params[k], p) for k, p in live.named_parameters())
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (tmp_path / "r" / "log.jsonl").read_text().splitlines())
+           if "loss" in r}
+    assert sorted(lrs) == list(range(1, steps + 1))
+    for s, lr in lrs.items():
+        assert lr == pytest.approx(lr_at("cosine", TRAIN["lr"], (s - 1) / steps, 0.2), rel=1e-12)
+    assert lrs[1] < 1e-6 and lrs[3] == pytest.approx(TRAIN["lr"] * 0.5 * (1 + math.cos(math.pi * 0.2)))
+    # a run without EMA, bad schedules: clear errors
+    fit(tiny(), shapes16, tmp_path / "n", steps=2, **TRAIN)
+    with pytest.raises(FileNotFoundError, match="ema.safetensors"):
+        AnchoredDiffusion.load(tmp_path / "n", ema=True)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit(tiny(), shapes16, None, steps=2, lr_schedule="step", **TRAIN)
+    with pytest.raises(ValueError, match="lr_warmup"):
+        fit(tiny(), shapes16, None, steps=2, lr_warmup=1.5, **TRAIN)

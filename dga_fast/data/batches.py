@@ -44,11 +44,19 @@ class BatchStream:
         return torch.cat(out)
 
 
+def render_batch(dataset, idx: torch.Tensor):
+    """``dataset``'s batch at ``idx`` in the dataset's own form: its ``get_batch(idx)`` when it has one, else
+    its items stacked (``(images, labels, ...)`` for tuple items, a tensor for tensor items). What a wrapping
+    dataset (a subset, the latent cache) returns from its ``get_batch``."""
+    if hasattr(dataset, "get_batch"):
+        return dataset.get_batch(idx)
+    items = [dataset[int(i)] for i in idx]
+    if isinstance(items[0], (tuple, list)):
+        return tuple(torch.stack([torch.as_tensor(f) for f in field]) for field in zip(*items))
+    return torch.stack(items)
+
+
 def get_batch(dataset, idx: torch.Tensor) -> torch.Tensor:
     """Images of ``dataset`` at ``idx`` as one float batch (uses ``dataset.get_batch`` when present)."""
-    if hasattr(dataset, "get_batch"):
-        out = dataset.get_batch(idx)
-    else:
-        items = [dataset[int(i)] for i in idx]
-        out = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+    out = render_batch(dataset, idx)
     return out[0] if isinstance(out, (tuple, list)) else out

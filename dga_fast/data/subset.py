@@ -5,8 +5,8 @@ import torch
 
 
 class IndexSubset(torch.utils.data.Dataset):
-    """Item ``i`` is ``dataset[indices[i]]``; ``get_batch`` renders through the dataset's own ``get_batch`` when
-    it has one; other attributes (``factor_sizes``, ...) are the dataset's."""
+    """Item ``i`` is ``dataset[indices[i]]``; ``get_batch`` returns the dataset's batch form
+    (``data.batches.render_batch``); other attributes (``factor_sizes``, ...) are the dataset's."""
 
     def __init__(self, dataset, indices):
         self.dataset = dataset
@@ -23,9 +23,8 @@ class IndexSubset(torch.utils.data.Dataset):
         return self.dataset[int(self.indices[i])]
 
     def get_batch(self, idx):
-        from .batches import get_batch
-        rows = self.indices[torch.as_tensor(idx, dtype=torch.int64)]
-        return self.dataset.get_batch(rows) if hasattr(self.dataset, "get_batch") else get_batch(self.dataset, rows)
+        from .batches import render_batch
+        return render_batch(self.dataset, self.indices[torch.as_tensor(idx, dtype=torch.int64)])
 
     def __getattr__(self, name):
         if name in ("dataset", "indices"):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_float_tensor
+from .._validation import check_batch
 from .quantize import VectorQuantizer
 from .unet import norm_groups
 
@@ -114,19 +114,11 @@ class FirstStage(nn.Module):
         return (self.config["z_channels"], s, s)
 
     def _check_images(self, x, name: str = "x") -> torch.Tensor:
-        check_float_tensor(name, x, 4)
         c, s = self.config["in_channels"], self.config["image_size"]
-        if x.shape[1:] != (c, s, s) or x.shape[0] == 0:
-            raise ValueError(f"{name} must have shape [B>0, {c}, {s}, {s}] (the first stage's in_channels, "
-                             f"image_size), got {tuple(x.shape)}")
-        return x
+        return check_batch(name, x, (c, s, s), "the first stage's in_channels, image_size")
 
     def _check_latents(self, z, name: str = "z") -> torch.Tensor:
-        check_float_tensor(name, z, 4)
-        if z.shape[1:] != self.latent_shape or z.shape[0] == 0:
-            raise ValueError(f"{name} must have shape [B>0, {', '.join(map(str, self.latent_shape))}] (the "
-                             f"first stage's latent shape), got {tuple(z.shape)}")
-        return z
+        return check_batch(name, z, self.latent_shape, "the first stage's latent shape")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, S, S] -> [B, zc, S/f, S/f]
         return self.encoder(self._check_images(x) * 2 - 1)

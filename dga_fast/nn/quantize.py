@@ -49,13 +49,14 @@ class VectorQuantizer(nn.Module):
         return flat[idx] + 1e-3 * flat.std() * torch.randn(n, self.dim, device=flat.device, generator=generator)
 
     @torch.no_grad()
+    def _initialise(self, flat: torch.Tensor) -> None:   # [N, D]: the codes start on the first batch's vectors
+        self.codebook.copy_(self._pick(flat, self.num_codes))
+        self.ema_sum.copy_(self.codebook)
+        self.ema_count.fill_(1.0)
+        self.initialised.fill_(True)
+
+    @torch.no_grad()
     def _update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:   # [N, D], [N]
-        if not bool(self.initialised):
-            self.codebook.copy_(self._pick(flat, self.num_codes))
-            self.ema_sum.copy_(self.codebook)
-            self.ema_count.fill_(1.0)
-            self.initialised.fill_(True)
-            idx = self.nearest(flat)
         count = torch.bincount(idx, minlength=self.num_codes).to(flat.dtype)
         total = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
         self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
@@ -77,11 +78,12 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor):  # [B, D, H, W] -> (q [B, D, H, W], commitment loss, codes [B, H, W])
         B, D, H, W = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, D)
-        idx = self.nearest(flat.detach())
+        if self.training and not bool(self.initialised):
+            self._initialise(flat.detach().float())
+        idx = self.nearest(flat.detach())                  # one search per call: the batch is quantised by
+        q = self.codebook[idx].to(z.dtype)                 # the codes before this batch's EMA update
         if self.training:
             self._update(flat.detach().float(), idx)
-            idx = self.nearest(flat.detach())
-        q = self.codebook[idx].to(z.dtype)
         commit = F.mse_loss(flat, q.detach())
         q = flat + (q - flat).detach()                                      # straight-through
         return q.view(B, H, W, D).permute(0, 3, 1, 2), commit, idx.view(B, H, W)
