@@ -9,6 +9,7 @@ the checkpoints (issue 13: a unit whose spread falls to a few % of its peak is d
 sample count ``--samples``). ``--self-reconstruction N`` adds the self-reconstruction ratio on N images
 (``dga_fast.evaluate.self_reconstruction``, ``--sample-steps`` DDIM steps): for a latent run they are the first
 stage's held-out images (its ``train-autoencoder`` split), for a pixel run seeded images (``--seed`` + 1).
+``--ema`` scores the checkpoints' moving-average weights (a run trained with ``--ema-decay``).
 """
 from __future__ import annotations
 

@@ -126,3 +126,25 @@ def test_structure_has_no_import_circle_between_cli_demo_evaluate():
     train_src = (ROOT / "dga_fast" / "train.py").read_text()
     assert "refit_anchors" not in train_src and "refit_warmup) %" not in train_src
     assert "RefitSchedule" in train_src
+
+
+def test_factor_probe_reports_every_factor(tmp_path):
+    """benchmarks/factor_probe.py on an untrained tiny checkpoint: one probe accuracy per factor in [0, 1], one
+    eta2 per unit in [0, 1], one level mean per level of the best unit."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from factor_probe import main
+    from dga_fast import AnchoredDiffusion
+    from dga_fast.data import SyntheticShapes
+    torch.manual_seed(0)
+    AnchoredDiffusion(image_size=16, num_units=3, unit_dim=4, base_channels=8, channel_mult=(1, 2),
+                      num_res_blocks=1, attention_resolutions=(2,), num_heads=2, anchoring=None).save(tmp_path / "ck")
+    (row,) = main([str(tmp_path / "ck"), "--images", "90", "--out", str(tmp_path / "p.json")])
+    data = SyntheticShapes(16)
+    assert list(row["probe"]) == list(data.factor_names)
+    assert all(0.0 <= v <= 1.0 for v in row["probe"].values())
+    for name, size in zip(data.factor_names, data.factor_sizes):
+        assert len(row["eta2"][name]) == 3 and all(0.0 <= e <= 1.0 for e in row["eta2"][name])
+        assert len(row["level_means"][name]) <= size
+    assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["probe"] == row["probe"]
+    with pytest.raises(ValueError, match="--images"):
+        main([str(tmp_path / "ck"), "--images", "5"])
