@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 
 from . import distributed as dist_
+from .lr_schedule import SCHEDULES
 from .runs import DATASETS, load_run, make_dataset, run_config
+
 
 def _device(name: str | None) -> str:
     """``--device``: cuda when available unless named; a CUDA device without CUDA is a clear error."""
@@ -217,7 +219,7 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int)
     t.add_argument("--ckpt-every", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None, help="default: the preset's")
+    t.add_argument("--lr-schedule", choices=SCHEDULES, default=None, help="default: the preset's")
     t.add_argument("--ema-decay", type=float, default=None,
                    help="keep a moving average of the weights (ema.safetensors in each checkpoint)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -248,7 +250,7 @@ def main(argv=None) -> int:
     ae.add_argument("--eval-every", type=int)
     ae.add_argument("--max-minutes", type=float, default=None,
                     help="stop (with a checkpoint) after this long; the cosine schedule then decays by time")
-    ae.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None, help="default: cosine")
+    ae.add_argument("--lr-schedule", choices=SCHEDULES, default=None, help="default: cosine")
     ae.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     ae.add_argument("--no-progress", action="store_true")
     ae.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")

@@ -11,12 +11,6 @@ import math
 SCHEDULES = ("constant", "cosine")
 
 
-def check_schedule(name: str) -> str:
-    if name not in SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {name!r}")
-    return name
-
-
 def lr_at(name: str, lr: float, frac: float, warmup: float = 0.02) -> float:
     """The learning rate at progress ``frac`` (0 = first step, 1 = end) of schedule ``name``."""
     if name == "constant":

@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from . import distributed as dist_
+from ._validation import check_choice
 from .checkpoint import (agreed_checkpoint, read_tensors, read_training_state, truncate_log,
                          write_training_state)
 from .collapse import CollapseGuard, EncoderCollapse
 from .data.batches import BatchStream, get_batch, step_seed
-from .lr_schedule import check_schedule, lr_at
+from .lr_schedule import SCHEDULES, lr_at
 from .refit_schedule import RefitSchedule
 
 
@@ -60,7 +61,7 @@ class TrainConfig:
             raise ValueError(f"refit_warmup must be >= 0, got {self.refit_warmup}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        check_schedule(self.lr_schedule)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         if not 0 <= self.lr_warmup < 1:
             raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
         CollapseGuard(self.collapse_threshold, self.on_collapse)   # validates both

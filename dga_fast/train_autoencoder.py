@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ._validation import check_positive_int
+from ._validation import check_choice, check_positive_int
 from .checkpoint import agreed_checkpoint, read_training_state, truncate_log, write_training_state
 from .data.batches import BatchStream, get_batch, step_seed
-from .lr_schedule import check_schedule, lr_at
+from .lr_schedule import SCHEDULES, lr_at
 
 
 @dataclass
@@ -49,7 +49,7 @@ class AutoencoderConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
-        check_schedule(self.lr_schedule)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         return self
 
     def lr_at(self, step: int, elapsed: float) -> float:

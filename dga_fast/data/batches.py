@@ -57,6 +57,10 @@ def render_batch(dataset, idx: torch.Tensor):
 
 
 def get_batch(dataset, idx: torch.Tensor) -> torch.Tensor:
-    """Images of ``dataset`` at ``idx`` as one float batch (uses ``dataset.get_batch`` when present)."""
-    out = render_batch(dataset, idx)
-    return out[0] if isinstance(out, (tuple, list)) else out
+    """Images of ``dataset`` at ``idx`` as one float batch (uses ``dataset.get_batch`` when present; otherwise
+    stacks the items' images only: the training loop's hot path does not stack labels it drops)."""
+    if hasattr(dataset, "get_batch"):
+        out = dataset.get_batch(idx)
+        return out[0] if isinstance(out, (tuple, list)) else out
+    items = [dataset[int(i)] for i in idx]
+    return torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
