@@ -148,3 +148,21 @@ def test_factor_probe_reports_every_factor(tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["probe"] == row["probe"]
     with pytest.raises(ValueError, match="--images"):
         main([str(tmp_path / "ck"), "--images", "5"])
+
+
+def test_preset_variant_trains_the_changed_values(tmp_path):
+    """benchmarks/preset_variant.py: the run's config records the --set values, the preset itself is left as
+    it was, and a malformed --set is a clear error."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from preset_variant import main
+    from dga_fast.presets import PRESETS
+    before = json.dumps(PRESETS["tiny"])
+    rc = main(["--preset", "tiny", "--set", "model.num_units=3", "--set", 'model.encoder_norm="batch"', "--",
+               "--steps", "2", "--batch-size", "4", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["num_units"] == 3 and cfg["model"]["encoder_norm"] == "batch"
+    assert json.dumps(PRESETS["tiny"]) == before
+    for bad in ("num_units=3", "optim.lr=1", "model.encoder_norm=batch"):
+        with pytest.raises(ValueError, match="--set"):
+            main(["--preset", "tiny", "--set", bad])
