@@ -198,6 +198,10 @@ def main(argv=None) -> int:
     d.add_argument("--ae-minutes", type=float, default=6.0,
                    help="cap on the first stage's training time; a slower machine stops early (default 6)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--first-stage", default=None, metavar="DIR",
+                   help="reuse a trained first stage (e.g. an earlier demo's OUT/first_stage) instead of training one")
+    d.add_argument("--train-seed", type=int, default=None,
+                   help="seed of the diffusion stage alone (default: --seed, which also picks the split)")
     d.add_argument("--eval-samples", type=int, default=1000,
                    help="samples per metric of the closing evaluation (0 skips it; default 1000)")
     d.add_argument("--no-progress", action="store_true")
@@ -301,11 +305,16 @@ def main(argv=None) -> int:
             p.error("--eval-samples must be 0 (skip) or >= 20")
         args.eval_samples = args.eval_samples or None
         from .demo import run_training_demo
-        s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
-                              eval_samples=args.eval_samples, ae_steps=args.ae_steps,
-                              ae_minutes=args.ae_minutes)
+        try:
+            s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
+                                  eval_samples=args.eval_samples, ae_steps=args.ae_steps,
+                                  ae_minutes=args.ae_minutes, first_stage=args.first_stage,
+                                  train_seed=args.train_seed)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"dga-fast demo: error: {e}", file=sys.stderr)
+            return 2
         fs = s["first_stage"]
-        print(f"first stage: {fs['steps']} steps in {fs['seconds']} s, held-out PSNR {fs['held_out_psnr_db']:.2f} dB, "
+        print(f"first stage: {fs.get('reused') or str(fs['steps']) + ' steps'} in {fs['seconds']} s, held-out PSNR {fs['held_out_psnr_db']:.2f} dB, "
               f"codes used {fs['codes_used']:.1%} (perplexity {fs['perplexity']}), latents {'x'.join(map(str, fs['latent_shape']))}")
         print(f"latent diffusion (tiny-latent): {s['steps']} steps in {s['train_seconds']} s, loss "
               f"{s['loss_first']} -> {s['loss_last']}; DyGA refits at steps {s['refit_steps']}")

@@ -88,10 +88,18 @@ def _plot_loss(losses, path):
     save_figure(fig, path)
 
 
+def _reused_first_stage(path, expected: dict):
+    from .nn import FirstStage
+    fs, want = FirstStage.load(path), FirstStage(**expected).config
+    if fs.config != want:
+        raise ValueError(f"first_stage {path} was built with {fs.config}; the demo's preset needs {want}")
+    return fs
+
+
 def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, progress: bool = True,
                       n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000,
                       ae_steps: int = 480, ae_minutes: float | None = 6.0, held_out: int = 256,
-                      train_images: int = 8192) -> dict:
+                      train_images: int = 8192, first_stage=None, train_seed: int | None = None) -> dict:
     """The latent system on SyntheticShapes(32), on the CPU in a few minutes (``make demo``):
 
     1. the first stage (``FirstStage``, the official VQ autoencoder) for ``ae_steps`` steps (about 3 minutes
@@ -102,7 +110,11 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     3. on held-out images: ``samples.png``, ``interchange.png``, ``reconstructions.png`` (first stage), the
        self-reconstruction ratio (``evaluate.self_reconstruction``, 64 images), the per-unit interchange
        effect, ``anchors.png``, ``loss.png``, and the disentanglement metrics with ``eval_samples`` samples each
-       (DESIGN §7 uses 10k; None skips them). Everything lands in ``summary.json``."""
+       (DESIGN §7 uses 10k; None skips them). Everything lands in ``summary.json``.
+
+    ``first_stage`` (a saved ``FirstStage`` or a ``train-autoencoder`` run directory, e.g. an earlier demo's
+    ``first_stage``) replaces step 1; its latent cache lands beside it. ``train_seed`` seeds step 2 alone
+    (default ``seed``, which also picks the split): several diffusion seeds on one first stage."""
     from .data import IndexSubset, SyntheticShapes
     from .evaluate import interchange_effect, self_reconstruction
     from .latent_cache import LatentCache, LatentDataset, default_cache_dir, weights_fingerprint
@@ -110,7 +122,7 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     from .nn import FirstStage
     from .presets import PRESETS
     from .train import TrainConfig, fit
-    from .train_autoencoder import fit_autoencoder, split_indices
+    from .train_autoencoder import evaluate_autoencoder, fit_autoencoder, split_indices
     from .viz import interchange_grid, plot_anchors, save_grid
 
     out = Path(out)
@@ -121,28 +133,35 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     train_idx, held = split_indices(len(ds), held_out, seed)     # the first stage's split as well
     # 1. the first stage
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    fs = FirstStage(**preset["model"]["first_stage"])
-    ae = fit_autoencoder(fs, ds, out / "first_stage", steps=ae_steps, max_seconds=ae_minutes * 60 if ae_minutes else None,
-                         eval_images=held_out, eval_every=max(ae_steps // 4, 1), ckpt_every=max(ae_steps // 4, 1),
-                         seed=seed, progress=progress,
-                         run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size}})
+    if first_stage is None:
+        fs_dir = out / "first_stage"
+        torch.manual_seed(seed)
+        fs = FirstStage(**preset["model"]["first_stage"])
+        ae = fit_autoencoder(fs, ds, fs_dir, steps=ae_steps, max_seconds=ae_minutes * 60 if ae_minutes else None,
+                             eval_images=held_out, eval_every=max(ae_steps // 4, 1),
+                             ckpt_every=max(ae_steps // 4, 1), seed=seed, progress=progress,
+                             run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size}})
+        ae_info = {"steps": ae["step"], "held_out_psnr_db": ae["psnr"][-1][1]}
+    else:
+        fs_dir, fs = Path(first_stage), _reused_first_stage(first_stage, preset["model"]["first_stage"])
+        ae_info = {"steps": 0, "reused": str(fs_dir), "held_out_psnr_db": evaluate_autoencoder(fs, ds, held)["psnr"]}
     ae_s = time.perf_counter() - t0
     # 2. latent diffusion on the training split, latents cached beside the first stage
     train_ds = IndexSubset(ds, train_idx[:train_images])
     key = {"name": "synthetic-shapes", "image_size": size,
            "split": f"{train_images} training images, {held_out} held out (seed {seed})"}
-    cache = LatentCache(fs, train_ds, default_cache_dir(out / "first_stage", key, weights_fingerprint(fs)), key,
+    cache = LatentCache(fs, train_ds, default_cache_dir(fs_dir, key, weights_fingerprint(fs)), key,
                         progress=progress)
     model_cfg = {k: v for k, v in preset["model"].items() if k != "first_stage"}
-    torch.manual_seed(seed)
+    train_seed = seed if train_seed is None else train_seed
+    torch.manual_seed(train_seed)
     model = AnchoredDiffusion(**model_cfg, first_stage=fs)
-    train_cfg = TrainConfig(**{**preset["train"], "seed": seed, "progress": progress,
+    train_cfg = TrainConfig(**{**preset["train"], "seed": train_seed, "progress": progress,
                                **({"steps": steps} if steps else {})})
     t0 = time.perf_counter()
     hist = fit(model, LatentDataset(train_ds, cache), out, train_cfg,
                run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": size,
-                                     "first_stage": str((out / "first_stage").resolve())}})
+                                     "first_stage": str(fs_dir.resolve())}})
     train_s = time.perf_counter() - t0
     # 3. what it learned, on held-out images
     t0 = time.perf_counter()
@@ -170,9 +189,9 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
         evaluation = {"scores": ev["scores"], "samples": eval_samples,
                       "seconds": round(sum(ev["seconds"].values()), 1)}
     summary = {
-        "preset": "tiny-latent", "dataset": f"SyntheticShapes({size})", "train_images": len(train_ds),
+        "preset": "tiny-latent", "seed": seed, "train_seed": train_seed, "dataset": f"SyntheticShapes({size})", "train_images": len(train_ds),
         "held_out_images": held_out,
-        "first_stage": {"steps": ae["step"], "seconds": round(ae_s, 1), "held_out_psnr_db": ae["psnr"][-1][1],
+        "first_stage": {**ae_info, "seconds": round(ae_s, 1),
                         **fs.code_stats(x), "latent_shape": list(fs.latent_shape)},
         "steps": hist["step"], "train_seconds": round(train_s, 1),
         "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4),

@@ -45,7 +45,8 @@ class AnchoredDiffusion(nn.Module):
     ``True`` (defaults) or a dict of ``DynamicGaussianAnchoring`` keyword arguments. ``encoder_norm``:
     ``"group"`` (default), ``"batch"`` or ``"none"``, see ``FeatureExtractor``; ``encoder_arch="paper"`` is the
     published extractor instead (``PaperFeatureExtractor``: BatchNorm + ReLU, non-negative tokens; it ignores
-    ``encoder_norm``). ``unet_dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the official U-Net's
+    ``encoder_norm``). ``unit_norm="batch"`` standardises each latent unit over the batch (``FeatureExtractor``;
+    not with ``encoder_arch="paper"``). ``unet_dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the official U-Net's
     options (``UNet``).
 
     ``first_stage`` (a ``FirstStage``, a path to one or None) makes it a latent diffusion model (DESIGN §6a):
@@ -69,7 +70,8 @@ class AnchoredDiffusion(nn.Module):
                  beta_schedule: str = "linear", beta_start: float = 0.0015, beta_end: float = 0.0155,
                  loss: str = "l1", fused: bool = True, encoder_channels: int | None = None,
                  encoder_norm: str = "group", first_stage=None, encoder_arch: str = "ours",
-                 unet_dropout: float = 0.0, scale_shift_norm: bool = True, resblock_updown: bool = False):
+                 unet_dropout: float = 0.0, scale_shift_norm: bool = True, resblock_updown: bool = False,
+                 unit_norm: str | None = None):
         super().__init__()
         fs = resolve_first_stage(first_stage, image_size, in_channels)
         # what the U-Net denoises: the images, or the first stage's latents
@@ -78,6 +80,8 @@ class AnchoredDiffusion(nn.Module):
             raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
         if encoder_arch not in ("ours", "paper"):
             raise ValueError(f"encoder_arch must be 'ours' or 'paper', got {encoder_arch!r}")
+        if encoder_arch == "paper" and unit_norm is not None:
+            raise ValueError("unit_norm is an option of our feature extractor; encoder_arch='paper' has none")
         ds_max = 2 ** (len(channel_mult) - 1)
         if image_size < 8 or d_size % ds_max:
             where = "image_size" if fs is None else f"the first stage's latent size {d_size}"
@@ -96,13 +100,14 @@ class AnchoredDiffusion(nn.Module):
                            fused=fused, encoder_channels=encoder_channels, encoder_norm=encoder_norm,
                            first_stage=None if fs is None else dict(fs.config), encoder_arch=encoder_arch,
                            unet_dropout=unet_dropout, scale_shift_norm=scale_shift_norm,
-                           resblock_updown=resblock_updown)
+                           resblock_updown=resblock_updown, unit_norm=unit_norm)
         if encoder_arch == "paper":
             self.encoder = PaperFeatureExtractor(image_size, in_channels, num_units, unit_dim,
                                                  channels=encoder_channels or 64)
         else:
             self.encoder = FeatureExtractor(image_size, in_channels, num_units, unit_dim,
-                                            channels=encoder_channels or base_channels, norm=encoder_norm)
+                                            channels=encoder_channels or base_channels, norm=encoder_norm,
+                                            unit_norm=unit_norm)
         self.first_stage = fs
         if fs is not None:
             fs.requires_grad_(False).eval()

@@ -68,7 +68,8 @@ def split_indices(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch
     return perm[held_out:], perm[:held_out]
 
 
-def _evaluate(model, dataset, held: torch.Tensor) -> dict:
+def evaluate_autoencoder(model, dataset, held: torch.Tensor) -> dict:
+    """Held-out PSNR (dB), code usage and codebook restarts of a first stage on ``dataset[held]``."""
     x = get_batch(dataset, held).to(next(model.parameters()).device)
     return {"psnr": round(model.psnr(x), 3), **model.code_stats(x), "restarts": int(model.quantizer.restarts)}
 
@@ -141,7 +142,7 @@ def fit_autoencoder(model, dataset, out_dir=None, config: AutoencoderConfig | No
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.4f}")
             if step % cfg.eval_every == 0 or last:
-                ev = _evaluate(model, dataset, held)
+                ev = evaluate_autoencoder(model, dataset, held)
                 hist["psnr"].append((step, ev["psnr"]))
                 write({"step": step, "event": "eval", **ev})
             if bar is not None:

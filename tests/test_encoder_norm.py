@@ -67,3 +67,39 @@ def test_config_without_encoder_norm_loads_as_none(tmp_path):
     assert back.config["encoder_norm"] == "none"
     x = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(back.encode(x), m.encode(x))
+
+
+@settings(deadline=None, max_examples=8)
+@given(b=st.integers(2, 6), units=st.integers(1, 5), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_unit_norm_standardises_every_unit_over_the_batch(b, units, scale, seed):
+    """unit_norm="batch": in training each unit has zero mean and unit variance over the batch, whatever the
+    head's scale (a unit cannot shrink to a constant); eval uses the running statistics; the model saves and
+    loads it."""
+    torch.manual_seed(seed)
+    enc = FeatureExtractor(16, 3, units, 4, channels=8, unit_norm="batch")
+    with torch.no_grad():
+        enc.head[-1].weight.mul_(scale)
+    x = torch.rand(b, 3, 16, 16)
+    raw = enc.head(enc.conv(x))                                             # [B, U], the oracle
+    ref = (raw - raw.mean(0)) / (raw.var(0, unbiased=False) + 1e-5).sqrt()
+    torch.testing.assert_close(enc.latent_units(x), ref, atol=1e-4, rtol=1e-4)
+    enc.eval()
+    rm, rv = enc.unit_norm.running_mean, enc.unit_norm.running_var
+    torch.testing.assert_close(enc.latent_units(x), (raw - rm) / (rv + 1e-5).sqrt(), atol=1e-4, rtol=1e-4)
+
+
+def test_unit_norm_in_the_model_and_bad_values(tmp_path):
+    m = AnchoredDiffusion(image_size=16, num_units=3, unit_dim=4, base_channels=8, channel_mult=(1, 2),
+                          num_res_blocks=1, attention_resolutions=(2,), num_heads=2, anchoring=None,
+                          unit_norm="batch")
+    assert torch.isfinite(m.loss(torch.rand(4, 3, 16, 16)))
+    m.eval()
+    m.save(tmp_path / "ck")
+    back = AnchoredDiffusion.load(tmp_path / "ck").eval()      # the running statistics came back too
+    assert back.config["unit_norm"] == "batch"
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(back.encode(x), m.encode(x))
+    with pytest.raises(ValueError, match="unit_norm"):
+        FeatureExtractor(16, unit_norm="layer")
+    with pytest.raises(ValueError, match="unit_norm"):
+        AnchoredDiffusion(image_size=16, encoder_arch="paper", unit_norm="batch", anchoring=None)

@@ -70,6 +70,25 @@ def test_training_demo_short(tmp_path):
     assert 0 < s["self_reconstruction"]["ratio"] and len(s["interchange_effect_per_unit"]) == 10
     assert (tmp_path / "first_stage" / "checkpoints" / "step_0000002" / "model.safetensors").exists()
     assert (tmp_path / "checkpoints" / "step_0000002" / "model.safetensors").exists()
+    # a second demo on that first stage, another diffusion seed: step 1 skipped, the cache made beside it
+    again = run_training_demo(tmp_path / "again", steps=1, progress=False, n_images=2, sample_steps=2,
+                              eval_samples=None, held_out=32, first_stage=tmp_path / "first_stage", train_seed=3)
+    assert again["first_stage"]["reused"] == str(tmp_path / "first_stage") and again["train_seed"] == 3
+    assert again["first_stage"]["held_out_psnr_db"] == pytest.approx(s["first_stage"]["held_out_psnr_db"], abs=1e-3)
+    assert not (tmp_path / "again" / "first_stage").exists()
+    cfg = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert cfg["train"]["seed"] == 3 and cfg["dataset"]["first_stage"] == str((tmp_path / "first_stage").resolve())
+
+
+def test_training_demo_refuses_a_foreign_first_stage(tmp_path):
+    from dga_fast.nn import FirstStage
+    FirstStage(image_size=16, ch=8, ch_mult=(1, 2), num_res_blocks=1, num_codes=16).save(tmp_path / "fs")
+    with pytest.raises(ValueError, match="first_stage .* needs"):
+        run_training_demo(tmp_path / "d", steps=1, progress=False, eval_samples=None, first_stage=tmp_path / "fs")
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "demo", "--out", str(tmp_path / "d2"), "--first-stage",
+                           str(tmp_path / "missing"), "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 2 and "missing" in proc.stderr
 
 
 def test_cli_anchors_demo_and_errors(tmp_path):
@@ -166,3 +185,5 @@ def test_preset_variant_trains_the_changed_values(tmp_path):
     for bad in ("num_units=3", "optim.lr=1", "model.encoder_norm=batch"):
         with pytest.raises(ValueError, match="--set"):
             main(["--preset", "tiny", "--set", bad])
+    with pytest.raises(SystemExit):   # the demo trains tiny-latent only
+        main(["--command", "demo", "--preset", "tiny", "--", "--steps", "1"])

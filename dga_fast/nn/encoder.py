@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 NORMS = ("group", "batch", "none")
+UNIT_NORMS = (None, "batch")
 
 
 def _conv_norm(kind: str, channels: int) -> nn.Module:
@@ -35,15 +36,22 @@ class FeatureExtractor(nn.Module):
     token collection in eval mode and every DDP rank see the same function), ``"batch"`` (BatchNorm, as the
     published extractor; train and eval modes differ) or ``"none"`` (checkpoints made before issue 13). Without
     normalisation the head's hidden layer dies (issue 13, README "Why the encoder has normalisation").
+
+    ``unit_norm="batch"`` standardises the ``U`` scalars themselves (BatchNorm1d without affine: zero mean and
+    unit variance per unit over the training batch, running statistics in eval mode), so no unit can shrink
+    to a constant while another carries a factor alone (issue 14's folded hues); ``None`` (default) leaves
+    them as the head makes them.
     """
 
     def __init__(self, image_size: int = 64, in_channels: int = 3, num_units: int = 20, unit_dim: int = 32,
-                 channels: int = 64, hidden: int = 64, norm: str = "group"):
+                 channels: int = 64, hidden: int = 64, norm: str = "group", unit_norm: str | None = None):
         super().__init__()
         if image_size < 8 or image_size & (image_size - 1):
             raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
         if norm not in NORMS:
             raise ValueError(f"encoder norm must be one of {NORMS}, got {norm!r}")
+        if unit_norm not in UNIT_NORMS:
+            raise ValueError(f"unit_norm must be one of {UNIT_NORMS}, got {unit_norm!r}")
         layers, c_in, size, i = [], in_channels, image_size, 0
         while size > 4:   # stride-2 convs down to 4x4, doubling channels up to 4x
             c = channels * min(2 ** i, 4)
@@ -53,6 +61,8 @@ class FeatureExtractor(nn.Module):
         head = [nn.Flatten(), nn.Linear(c_in * 4 * 4, 256), _hidden_norm(norm, 256), nn.SiLU(),
                 nn.Linear(256, num_units)]
         self.head = nn.Sequential(*[m for m in head if not isinstance(m, nn.Identity)])
+        if unit_norm == "batch":
+            self.unit_norm = nn.BatchNorm1d(num_units, affine=False)
         self.mlp = UnitMLP(num_units, (1, hidden, unit_dim), final_act=False)
         self.num_units, self.unit_dim = num_units, unit_dim
 
@@ -61,7 +71,8 @@ class FeatureExtractor(nn.Module):
         return self.head[:-2](self.conv(x))
 
     def latent_units(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, U]
-        return self.head(self.conv(x))
+        s = self.head(self.conv(x))
+        return self.unit_norm(s) if hasattr(self, "unit_norm") else s
 
     def tokens_from_units(self, s: torch.Tensor) -> torch.Tensor:  # [B, U] -> [B, U, Dc]
         return self.mlp(s)
