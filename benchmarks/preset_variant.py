@@ -11,9 +11,9 @@ stage of an earlier demo with several diffusion seeds:
 
     python benchmarks/preset_variant.py --command demo --preset tiny-latent --set model.num_units=20 \
         -- --first-stage runs/demo/first_stage --train-seed 1 --out runs/demo-u20-s1 --eval-samples 0
- The run's ``config.json`` records the values it trained with, so
-``--resume`` and every evaluation tool read the variant, not the preset. Score it with
-``benchmarks/unit_health.py RUN --self-reconstruction 64``.
+
+The run's ``config.json`` records the values it trained with, so ``--resume`` and every evaluation tool read
+the variant, not the preset. Score it with ``benchmarks/unit_health.py RUN --self-reconstruction 64``.
 """
 from __future__ import annotations
 

@@ -25,6 +25,32 @@ def _device(name: str | None) -> str:
     return device
 
 
+def cmd_demo(args) -> int:
+    from .demo import run_training_demo
+    s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
+                          eval_samples=args.eval_samples, ae_steps=args.ae_steps, ae_minutes=args.ae_minutes,
+                          first_stage=args.first_stage, train_seed=args.train_seed)
+    fs = s["first_stage"]
+    trained = fs.get("reused") or f"{fs['steps']} steps"
+    print(f"first stage: {trained} in {fs['seconds']} s, held-out PSNR {fs['held_out_psnr_db']:.2f} dB, "
+          f"codes used {fs['codes_used']:.1%} (perplexity {fs['perplexity']}), "
+          f"latents {'x'.join(map(str, fs['latent_shape']))}")
+    print(f"latent diffusion (tiny-latent): {s['steps']} steps in {s['train_seconds']} s, loss "
+          f"{s['loss_first']} -> {s['loss_last']}; DyGA refits at steps {s['refit_steps']}")
+    print(f"Gaussians per unit: {s['n_components']}")
+    sr = s["self_reconstruction"]
+    print(f"self-reconstruction ratio (held-out, {sr['images']} images; 1 = the units carry nothing): "
+          f"{sr['ratio']:.3f} (MSE to source {sr['mse_to_source']}, to another image {sr['mse_to_other']})")
+    print(f"interchange effect per unit (MSE): {s['interchange_effect_per_unit']}")
+    if s.get("evaluation"):
+        ev = s["evaluation"]
+        print(f"disentanglement ({ev['samples']} samples per metric, {ev['seconds']} s):")
+        for k, v in ev["scores"].items():
+            print(f"  {k:<22} {v:.4f}")
+    print(f"wrote {args.out}/: {', '.join(s['files'])} and the checkpoint {s['checkpoint']}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from dataclasses import asdict
     from .collapse import EncoderCollapse
@@ -304,34 +330,8 @@ def main(argv=None) -> int:
         if args.eval_samples != 0 and args.eval_samples < 20:
             p.error("--eval-samples must be 0 (skip) or >= 20")
         args.eval_samples = args.eval_samples or None
-        from .demo import run_training_demo
-        try:
-            s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
-                                  eval_samples=args.eval_samples, ae_steps=args.ae_steps,
-                                  ae_minutes=args.ae_minutes, first_stage=args.first_stage,
-                                  train_seed=args.train_seed)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"dga-fast demo: error: {e}", file=sys.stderr)
-            return 2
-        fs = s["first_stage"]
-        print(f"first stage: {fs.get('reused') or str(fs['steps']) + ' steps'} in {fs['seconds']} s, held-out PSNR {fs['held_out_psnr_db']:.2f} dB, "
-              f"codes used {fs['codes_used']:.1%} (perplexity {fs['perplexity']}), latents {'x'.join(map(str, fs['latent_shape']))}")
-        print(f"latent diffusion (tiny-latent): {s['steps']} steps in {s['train_seconds']} s, loss "
-              f"{s['loss_first']} -> {s['loss_last']}; DyGA refits at steps {s['refit_steps']}")
-        print(f"Gaussians per unit: {s['n_components']}")
-        sr = s["self_reconstruction"]
-        print(f"self-reconstruction ratio (held-out, {sr['images']} images; 1 = the units carry nothing): "
-              f"{sr['ratio']:.3f} (MSE to source {sr['mse_to_source']}, to another image {sr['mse_to_other']})")
-        print(f"interchange effect per unit (MSE): {s['interchange_effect_per_unit']}")
-        if s.get("evaluation"):
-            ev = s["evaluation"]
-            print(f"disentanglement ({ev['samples']} samples per metric, {ev['seconds']} s):")
-            for k, v in ev["scores"].items():
-                print(f"  {k:<22} {v:.4f}")
-        print(f"wrote {args.out}/: {', '.join(s['files'])} and the checkpoint {s['checkpoint']}")
-        return 0
     try:
-        return {"train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "interchange": cmd_interchange,
+        return {"demo": cmd_demo, "train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "interchange": cmd_interchange,
                 "evaluate": cmd_evaluate}[args.cmd](args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)

@@ -189,8 +189,8 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
         evaluation = {"scores": ev["scores"], "samples": eval_samples,
                       "seconds": round(sum(ev["seconds"].values()), 1)}
     summary = {
-        "preset": "tiny-latent", "seed": seed, "train_seed": train_seed, "dataset": f"SyntheticShapes({size})", "train_images": len(train_ds),
-        "held_out_images": held_out,
+        "preset": "tiny-latent", "seed": seed, "train_seed": train_seed, "dataset": f"SyntheticShapes({size})",
+        "train_images": len(train_ds), "held_out_images": held_out,
         "first_stage": {**ae_info, "seconds": round(ae_s, 1),
                         **fs.code_stats(x), "latent_shape": list(fs.latent_shape)},
         "steps": hist["step"], "train_seconds": round(train_s, 1),

@@ -46,8 +46,8 @@ class AnchoredDiffusion(nn.Module):
     ``"group"`` (default), ``"batch"`` or ``"none"``, see ``FeatureExtractor``; ``encoder_arch="paper"`` is the
     published extractor instead (``PaperFeatureExtractor``: BatchNorm + ReLU, non-negative tokens; it ignores
     ``encoder_norm``). ``unit_norm="batch"`` standardises each latent unit over the batch (``FeatureExtractor``;
-    not with ``encoder_arch="paper"``). ``unet_dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the official U-Net's
-    options (``UNet``).
+    not with ``encoder_arch="paper"``). ``unet_dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the
+    official U-Net's options (``UNet``).
 
     ``first_stage`` (a ``FirstStage``, a path to one or None) makes it a latent diffusion model (DESIGN §6a):
     the U-Net denoises the first stage's latents scaled to unit std, the feature extractor still sees the

@@ -63,7 +63,7 @@ def _same_unit(a, ua, b, ub):
 # Known defect, measured 2026-12-03 on an AVX-512 CPU (torch.backends.cpu.get_cpu_capability() == "AVX512"):
 # there a unit fitted alone and in the batch differ by about 1 ulp (seed 0, k 3: means relative 4e-8), and EM
 # or a split decision can carry that far (seed 315, k 3: a mean differs by 6.0). Forcing ATen, MKL and oneDNN to
-# AVX2 did not remove it. The AVX2 machines this test was written on agree bit for bit. Until the reference
+# AVX2 did not remove it. The machines of earlier sessions passed it bit for bit. Until the reference
 # E-step's batched shapes stop depending on the batch (issue 16's native core), it is an expected failure on
 # AVX-512 only, and still strict everywhere else.
 _AVX512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
