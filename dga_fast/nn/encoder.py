@@ -61,7 +61,8 @@ class FeatureExtractor(nn.Module):
         head = [nn.Flatten(), nn.Linear(c_in * 4 * 4, 256), _hidden_norm(norm, 256), nn.SiLU(),
                 nn.Linear(256, num_units)]
         self.head = nn.Sequential(*[m for m in head if not isinstance(m, nn.Identity)])
-        self.unit_norm = nn.BatchNorm1d(num_units, affine=False) if unit_norm == "batch" else nn.Identity()
+        if unit_norm == "batch":
+            self.unit_norm = nn.BatchNorm1d(num_units, affine=False)
         self.mlp = UnitMLP(num_units, (1, hidden, unit_dim), final_act=False)
         self.num_units, self.unit_dim = num_units, unit_dim
 
@@ -70,7 +71,8 @@ class FeatureExtractor(nn.Module):
         return self.head[:-2](self.conv(x))
 
     def latent_units(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, U]
-        return self.unit_norm(self.head(self.conv(x)))
+        s = self.head(self.conv(x))
+        return self.unit_norm(s) if hasattr(self, "unit_norm") else s
 
     def tokens_from_units(self, s: torch.Tensor) -> torch.Tensor:  # [B, U] -> [B, U, Dc]
         return self.mlp(s)
