@@ -96,6 +96,7 @@ def cmd_train(args) -> int:
     # under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU), one GPU per rank
     distributed = dist_.init_from_env(device)
     device = dist_.local_device(device)
+    clean = False
     try:
         dataset = make_dataset(data_cfg["name"], data_cfg["image_size"], data_cfg.get("data_dir"))
         torch.manual_seed(train_cfg["seed"])
@@ -123,9 +124,10 @@ def cmd_train(args) -> int:
             print(f"trained to step {hist['step']} (last loss {last:.4f}); refits at {hist['refit_steps']}; "
                   f"{dist_.world_size()} rank(s), global batch {train_cfg['batch_size'] * dist_.world_size()}; "
                   f"checkpoints in {out / 'checkpoints'}")
+        clean = True
     finally:
-        if distributed and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if distributed:
+            dist_.shutdown(clean)
     return 0
 
 

@@ -62,6 +62,18 @@ def init_from_env(device: str | torch.device = "cpu") -> bool:
     return True
 
 
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group, if one is initialised. After a clean run (``clean``) every rank first waits at a
+    barrier, so that no rank tears its gloo connections down while a peer still has them open (that race aborted
+    a rank at exit, ``terminate called without an active exception``); after an error the barrier is skipped, as
+    a dead peer would make it wait out the timeout."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def local_device(device: str | torch.device) -> torch.device:
     """``device`` with a CUDA index made this rank's (``LOCAL_RANK``) under torchrun."""
     dev = torch.device(device)
