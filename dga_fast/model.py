@@ -114,6 +114,8 @@ class AnchoredDiffusion(nn.Module):
         if fs is not None:   # latents are diffused scaled to unit std (latent diffusion's scale factor)
             self.register_buffer("latent_scale", torch.ones(()))
             self.register_buffer("latent_scale_fitted", torch.zeros((), dtype=torch.bool))
+            # DDIM clamps its x0 prediction to the range of the scaled latents it was fitted on (0: no clamp)
+            self.register_buffer("latent_clip", torch.zeros(()))
         self.unet = UNet(d_size, d_ch, base_channels, tuple(channel_mult), num_res_blocks,
                          tuple(attention_resolutions), num_heads, unit_dim, skip_dropout,
                          tuple(skip_dropout_resolutions), fused, dropout=unet_dropout,
@@ -156,7 +158,9 @@ class AnchoredDiffusion(nn.Module):
 
     @torch.no_grad()
     def fit_latent_scale(self, latents: torch.Tensor) -> float:
-        """Set the latent scale factor to ``1 / std(latents)`` (latents ``[N, *diffusion_shape]``)."""
+        """Set the latent scale factor to ``1 / std(latents)`` (latents ``[N, *diffusion_shape]``), and the
+        sampler's clamp (``latent_clip``) to the largest scaled latent: DDIM's x0 prediction is kept inside the
+        range the denoiser was trained on (without it, about a third of the demo's samples decoded to noise)."""
         if self.first_stage is None:
             raise ValueError("fit_latent_scale: this model diffuses pixels (first_stage=None)")
         check_float_tensor("latents", latents, 4)
@@ -164,8 +168,22 @@ class AnchoredDiffusion(nn.Module):
         if not std > 0:
             raise ValueError("latents are constant: cannot scale them to unit std")
         self.latent_scale.fill_(1.0 / std)
+        self.latent_clip.fill_(float(latents.float().abs().max()) / std)
         self.latent_scale_fitted.fill_(True)
         return 1.0 / std
+
+    def _x0_clip(self) -> float | None:
+        """DDIM's clamp of its x0 prediction: pixels live in [-1, 1]; latents in ±``latent_clip`` (None: a
+        model whose clamp was never fitted, e.g. a checkpoint from before it existed)."""
+        if self.first_stage is None:
+            return 1.0
+        return float(self.latent_clip) or None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.first_stage is not None and prefix + "latent_scale" in state_dict:
+            # checkpoints from before the sampler's clamp: keep them loadable, unclamped
+            state_dict.setdefault(prefix + "latent_clip", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def to_diffusion(self, x: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``[B, C, H, W]`` in ``[0, 1]`` → what the U-Net denoises: ``2x − 1``, or the first stage's
@@ -323,7 +341,7 @@ class AnchoredDiffusion(nn.Module):
         try:
             cond = self.condition(tokens.to(self.device))
             x = self.schedule.ddim(lambda xt, t: self.unet(xt, t, cond), noise.to(self.device), steps, eta,
-                                   generator, clip=1.0 if self.first_stage is None else None)
+                                   generator, clip=self._x0_clip())
             return self.from_diffusion(x)
         finally:
             self.train(was)

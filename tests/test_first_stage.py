@@ -253,6 +253,33 @@ def test_latent_model_shapes_sampling_and_round_trip(tmp_path, shapes16):
     assert torch.equal(s, s2)
 
 
+def test_sampler_clamps_x0_to_the_fitted_latent_range(tmp_path, shapes16):
+    fs = first_stage().eval()
+    m = latent_model(fs)
+    x = shapes16.get_batch(torch.arange(5))[0]
+    z = fs.encode(x)
+    assert m._x0_clip() is None                              # nothing fitted: no clamp
+    m.fit_latent_scale(z)
+    want = float(z.abs().max() / z.std())
+    assert abs(float(m.latent_clip) - want) <= 1e-5 * want
+    seen = []
+    ddim = m.schedule.ddim
+    m.schedule.ddim = lambda *a, clip=None, **k: seen.append(clip) or ddim(*a, clip=clip, **k)
+    m.sample(m.encode(x[:2]), steps=2, generator=torch.Generator().manual_seed(0))
+    assert seen == [pytest.approx(want, rel=1e-5)]
+    # a checkpoint written before the clamp existed loads, unclamped
+    m.schedule.ddim = ddim
+    m.save(tmp_path / "m")
+    from safetensors.torch import load_file, save_file
+    ck = latest_checkpoint(tmp_path / "m") or tmp_path / "m"
+    w = ck / "model.safetensors"
+    sd = load_file(w)
+    assert "latent_clip" in sd
+    del sd["latent_clip"]
+    save_file(sd, w)
+    assert AnchoredDiffusion.load(tmp_path / "m")._x0_clip() is None
+
+
 def test_cached_latents_give_the_same_loss_as_encoding(tmp_path, shapes16):
     fs = first_stage().eval()
     m = latent_model(fs)
