@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from . import ops
-from ._rng import UnitStreams
+from ._rng import UnitStreams, unit_seed
 from .distributed import LOCAL, Reducer
 from .mixture import MixtureState, MStepConfig, fit_em, init_state, initial_partition, responsibilities
 from .mixture.merge import PointStats, merge_components
@@ -74,15 +74,37 @@ class SplitBySpread:
                            threshold=self.threshold)
 
 
+@dataclass(frozen=True)
+class SplitByCoinFlip:
+    """The published code's split decision (DESIGN §6a), kept for comparisons: a component is a candidate when
+    its relative spread (``SplitBySpread``) exceeds ``threshold`` *or* a coin with probability ``p`` says so.
+    Each call (a split round, or the merge's union test) draws new coins, for all units of the batch together,
+    from a stream seeded by the refit's ``seed`` and the call's number: reproducible, the same on every rank,
+    but a unit no longer gets the mixture it would get fitted alone."""
+    threshold: float = 0.5
+    p: float = 0.5
+
+    def scores(self, ctx: "RefitContext", x, labels, state: MixtureState) -> SplitScores:
+        base = SplitBySpread(self.threshold).scores(ctx, x, labels, state)
+        ctx.coin_calls = getattr(ctx, "coin_calls", 0) + 1
+        gen = torch.Generator().manual_seed(unit_seed(ctx.cfg.seed, 1_000_003 + ctx.coin_calls))
+        heads = (torch.rand(base.score.shape, generator=gen, dtype=torch.float64) < self.p).to(base.score.device)
+        score = torch.where(heads, base.score.clamp_min(self.threshold) + 1.0, base.score)
+        return dataclasses.replace(base, score=score)
+
+
 def split_rule(split, split_threshold: float):
-    """``"bic"`` / ``"spread"`` (with ``split_threshold``) or a rule object with a ``scores`` method."""
+    """``"bic"`` / ``"spread"`` / ``"coin"`` (the last two with ``split_threshold``; ``"coin"`` is the
+    published rule, ``SplitByCoinFlip``) or a rule object with a ``scores`` method."""
     if split == "bic":
         return SplitByBIC()
     if split == "spread":
         return SplitBySpread(float(split_threshold))
+    if split == "coin":
+        return SplitByCoinFlip(float(split_threshold))
     if hasattr(split, "scores"):
         return split
-    raise ValueError(f"split must be 'bic', 'spread' or a split rule object, got {split!r}")
+    raise ValueError(f"split must be 'bic', 'spread', 'coin' or a split rule object, got {split!r}")
 
 
 # ---------------------------------------------------------------------------------------------- the pipeline

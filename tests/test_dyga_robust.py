@@ -1,6 +1,7 @@
 """DyGA on tokens shaped like the published model's (issue 12): no NaN or exception on any kind of unit,
 per-unit independence (a unit's mixture does not depend on the other units of the batch), and the structure
 search on many-level units."""
+import dataclasses
 import os
 
 import pytest
@@ -143,4 +144,62 @@ def test_spread_rule_and_merge_false_still_available():
     dyga = _fit(data.tokens, split="spread", split_threshold=0.05, merge=False, init_components=4)
     assert int(dyga.last_refit["n_merged"].sum()) == 0
     with pytest.raises(ValueError, match="split"):
-        DynamicGaussianAnchoring(2, 16, split="coin")
+        DynamicGaussianAnchoring(2, 16, split="random")
+
+
+def _tight_clusters(seed, G=6, K=5, per=40, D=4):
+    """``x [G, K*per, D]``: K well-separated tight clusters per unit, their labels, and a one-M-step state."""
+    from dga_fast.mixture import init_state
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(G, K, D, generator=g, dtype=torch.float64) * 5
+    labels = torch.arange(K).repeat_interleave(per).expand(G, -1).contiguous()
+    x = torch.gather(centres, 1, labels.unsqueeze(-1).expand(-1, -1, D))
+    x = x + 0.01 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    return x, labels, K
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.8])
+def test_coin_flip_split_makes_about_p_of_the_tight_components_candidates(p):
+    """The published split rule (``split="coin"``): components under the spread threshold become candidates
+    on a coin with probability p (counted over many seeds), components over it always do, and p = 0 is the
+    spread rule."""
+    from dga_fast.mixture import init_state
+    from dga_fast.refit import SplitByCoinFlip, SplitBySpread
+    dyga = DynamicGaussianAnchoring(6, 4, init_components=5, split="coin", split_threshold=0.5)
+    heads = total = n_over = 0
+    for seed in range(40):
+        x, labels, K = _tight_clusters(seed)
+        cfg = dataclasses.replace(dyga._refit_config(), seed=seed)
+        ctx = RefitContext(x, torch.arange(x.shape[0]), cfg)
+        state = init_state(x, labels, K, cfg.mstep, ctx.floor)
+        spread = SplitBySpread(0.5).scores(ctx, x, labels, state)
+        assert bool((spread.score < 0.5).all())                # every component is tight
+        sc = SplitByCoinFlip(0.5, p).scores(ctx, x, labels, state)
+        heads += int((sc.score > sc.threshold).sum())
+        total += sc.score.numel()
+        assert torch.equal(sc.counts, spread.counts)
+        # components spanning several clusters: those over the threshold are candidates whatever the coin
+        wide = labels.clamp_max(1)
+        st = init_state(x, wide, K, cfg.mstep, ctx.floor)
+        over = SplitBySpread(0.5).scores(ctx, x, wide, st).score > 0.5
+        n_over += int(over.sum())
+        assert bool((SplitByCoinFlip(0.5, p).scores(ctx, x, wide, st).score > 0.5)[over].all())
+    assert n_over >= 20
+    frac = heads / total                                        # binomial, n = 1200: sd <= 0.015
+    assert abs(frac - p) <= 0.06, frac
+
+
+def test_coin_flip_split_splits_where_the_spread_rule_does_not():
+    """End to end, on units made of 4 tight clusters (seeded with 4 components): the spread rule at 0.5 never
+    splits, the coin rule does (a unit leaves the rounds when none of its 4 coins is heads: all 6 units in the
+    first round with p = 2^-24), with the same result for the same seed."""
+    x, _, _ = _tight_clusters(0, G=6, K=4, per=100, D=8)
+    tokens = x.transpose(0, 1).float().contiguous()
+    kw = dict(init_components=4, max_components=12, em_iters=5, min_cluster_size=5, merge=False,
+              split_threshold=0.5, search_samples=None)
+    spread = DynamicGaussianAnchoring(6, 8, split="spread", **kw).refit(tokens)
+    coin = DynamicGaussianAnchoring(6, 8, split="coin", **kw).refit(tokens)
+    assert int(spread.last_refit["n_split"].sum()) == 0 and spread.n_components.tolist() == [4] * 6
+    assert int(coin.last_refit["n_split"].sum()) > 0
+    again = DynamicGaussianAnchoring(6, 8, split="coin", **kw).refit(tokens)
+    assert torch.equal(again.n_components, coin.n_components)   # seeded: the same coins

@@ -187,3 +187,24 @@ def test_preset_variant_trains_the_changed_values(tmp_path):
             main(["--preset", "tiny", "--set", bad])
     with pytest.raises(SystemExit):   # the demo trains tiny-latent only
         main(["--command", "demo", "--preset", "tiny", "--", "--steps", "1"])
+
+
+def test_sampler_check_reports_every_sampler_and_draw(tmp_path):
+    """benchmarks/sampler_check.py on an untrained tiny latent checkpoint whose clamp was never fitted: one
+    ratio per sampler and draw, the clamp fitted from the latents, and the checkpoint's own clamp untouched."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sampler_check import SAMPLERS, main
+    from dga_fast import AnchoredDiffusion, FirstStage
+    torch.manual_seed(0)
+    fs = FirstStage(image_size=16, ch=8, ch_mult=(1, 2), num_res_blocks=1, num_codes=64)
+    m = AnchoredDiffusion(image_size=16, num_units=3, unit_dim=4, base_channels=8, channel_mult=(1, 2),
+                          num_res_blocks=1, attention_resolutions=(2,), num_heads=2, anchoring=None, first_stage=fs)
+    m.latent_scale_fitted.fill_(True)                   # as a checkpoint from before the clamp: latent_clip 0
+    m.save(tmp_path / "ck")
+    rows = main([str(tmp_path / "ck"), "--images", "4", "--draws", "2", "--steps", "2",
+                 "--out", str(tmp_path / "s.json")])
+    assert list(rows) == list(SAMPLERS)
+    for draws in rows.values():
+        assert len(draws) == 2 and all(d["ratio"] > 0 and 0 <= d["closer_to_other"] <= 1 for d in draws)
+    assert json.loads((tmp_path / "s.json").read_text())["latent_clip"] > 0
+    assert float(AnchoredDiffusion.load(tmp_path / "ck").latent_clip) == 0
