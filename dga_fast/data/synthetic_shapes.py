@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
+
+from .factor_grid import FactorGrid
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
@@ -22,49 +23,11 @@ def hsv_to_rgb(h: torch.Tensor, s: float = 0.85, v: float = 0.9) -> torch.Tensor
     return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
-class SyntheticShapes(torch.utils.data.Dataset):
+class SyntheticShapes(FactorGrid):
     """``dataset[i] -> (image [3, size, size] float in [0, 1], factors [6] int64)``."""
 
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
-
-    def __init__(self, size: int = 64, seed: int = 0):
-        if not isinstance(size, int) or size < 8:
-            raise ValueError(f"size must be an int >= 8, got {size!r}")
-        self.size = size
-        self.seed = seed
-        self._radix = torch.tensor([int(np.prod(FACTOR_SIZES[i + 1:])) for i in range(6)])
-
-    def __len__(self) -> int:
-        return int(np.prod(FACTOR_SIZES))
-
-    # ------------------------------------------------------------------ factors
-    def index_to_factors(self, idx) -> torch.Tensor:  # [n] -> [n, 6]
-        idx = torch.as_tensor(idx, dtype=torch.int64).reshape(-1)
-        if bool(((idx < 0) | (idx >= len(self))).any()):
-            raise IndexError(f"index out of range for SyntheticShapes of length {len(self)}")
-        return (idx.unsqueeze(1) // self._radix) % torch.tensor(FACTOR_SIZES)
-
-    def factors_to_index(self, f) -> torch.Tensor:  # [n, 6] -> [n]
-        f = self._check_factors(f)
-        return (f * self._radix).sum(1)
-
-    @property
-    def factors(self) -> torch.Tensor:  # [480000, 6], all combinations in index order
-        return self.index_to_factors(torch.arange(len(self)))
-
-    def sample_factors(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """``n`` factor vectors drawn uniformly (what the disentanglement metrics need)."""
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        return np.stack([rng.integers(0, s, n) for s in FACTOR_SIZES], axis=1)
-
-    def _check_factors(self, f) -> torch.Tensor:
-        f = torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f).to(torch.int64)
-        if f.dim() != 2 or f.shape[1] != 6:
-            raise ValueError(f"factors must have shape [n, 6], got {tuple(f.shape)}")
-        if bool(((f < 0) | (f >= torch.tensor(FACTOR_SIZES))).any()):
-            raise ValueError(f"factor values out of range; sizes are {FACTOR_SIZES}")
-        return f
 
     # ------------------------------------------------------------------ rendering
     def images_from_factors(self, f) -> torch.Tensor:  # [n, 6] -> [n, 3, S, S] in [0, 1]
@@ -102,12 +65,3 @@ class SyntheticShapes(torch.utils.data.Dataset):
         shade = (1 - 0.2 * (u + 1) / 2).clamp(0.6, 1).unsqueeze(1)          # side lighting, turns with it
         img = img * (1 - obj_m) + obj_c.view(n, 3, 1, 1) * shade * obj_m
         return img.clamp(0, 1)
-
-    def get_batch(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``[n, 3, S, S]`` and factors ``[n, 6]`` of indices ``idx`` (rendered as one batch)."""
-        f = self.index_to_factors(idx)
-        return self.images_from_factors(f), f
-
-    def __getitem__(self, i):
-        f = self.index_to_factors(i)
-        return self.images_from_factors(f)[0], f[0]
