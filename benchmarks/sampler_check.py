@@ -4,7 +4,8 @@ bad ratio come from the sampler (some draws decode to noise) or from the units (
     python benchmarks/sampler_check.py runs/demo [--images 64] [--draws 3] [--steps 50] [--out check.json]
 
 Rows: DDIM (``eta`` 0) and ancestral sampling (``eta`` 1), each with the x0 clamp the model fitted
-(``latent_clip``) and without it. A checkpoint from before the clamp existed gets it fitted on 1,024 seeded
+(``latent_clip``) and without it; ``--guidance 1,2,3`` repeats each with classifier-free guidance
+(``AnchoredDiffusion(cond_dropout=...)``). A checkpoint from before the clamp existed gets it fitted on 1,024 seeded
 training images. The images are the first stage's held-out split (``unit_health._held_out``).
 """
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
+    ap.add_argument("--guidance", default="1", help="comma-separated guidance scales (models trained with "
+                    "cond_dropout; default 1: none)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     from dga_fast import AnchoredDiffusion
@@ -44,10 +47,11 @@ def main(argv=None):
     clip = float(model.latent_clip)
     x = data.get_batch(_held_out(args.run, len(data), 0)[:args.images])[0]
     rows = {}
-    for name in args.samplers.split(","):
+    for name, w in [(n, float(w)) for n in args.samplers.split(",") for w in args.guidance.split(",")]:
         opt = SAMPLERS[name]
         model.latent_clip.fill_(clip if opt["clip"] else 0.0)
-        rows[name] = [self_reconstruction(model, x, args.steps, seed, opt["eta"]) for seed in range(args.draws)]
+        name = name if w == 1.0 else f"{name} w={w:g}"
+        rows[name] = [self_reconstruction(model, x, args.steps, seed, opt["eta"], w) for seed in range(args.draws)]
         r = [d["ratio"] for d in rows[name]]
         c = [d["closer_to_other"] for d in rows[name]]
         print(f"{name:>15}: ratio {min(r):.3f}-{max(r):.3f} (mean {sum(r) / len(r):.3f}), "

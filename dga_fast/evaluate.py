@@ -137,10 +137,10 @@ def _seeded_noise(model, n: int, seed: int):
         .to(model.device)
 
 
-def self_reconstruction(model, x, steps: int = 50, seed: int = 0, eta: float = 0.0) -> dict:
+def self_reconstruction(model, x, steps: int = 50, seed: int = 0, eta: float = 0.0, guidance: float = 1.0) -> dict:
     """How much a model's samples depend on the image they were encoded from: images ``x [N, C, H, W]`` are
     encoded and sampled (DDIM from seeded noise, one draw per image; ``eta > 0`` adds seeded noise at each
-    step); ``ratio`` = MSE(sample_i, x_i) / MSE(sample_i, x_{i+1}) (means over i, the other image taken
+    step; ``guidance``: see ``AnchoredDiffusion.sample``); ``ratio`` = MSE(sample_i, x_i) / MSE(sample_i, x_{i+1}) (means over i, the other image taken
     cyclically, compared with the same sample). 1 means the sample is as close to another image as to its
     source (the units carry nothing); 0 is a perfect reconstruction. ``closer_to_other``: the fraction of
     samples nearer the other image than their source. One noise draw per image (not one for all) averages the
@@ -149,7 +149,7 @@ def self_reconstruction(model, x, steps: int = 50, seed: int = 0, eta: float = 0
         raise ValueError("self_reconstruction needs at least 2 images")
     import torch
     s = model.sample(model.encode(x), steps=steps, eta=eta, noise=_seeded_noise(model, len(x), seed),
-                     generator=torch.Generator().manual_seed(seed + 1))
+                     generator=torch.Generator().manual_seed(seed + 1), guidance=guidance)
     own, other = _mse(s, x), _mse(s, x.roll(1, 0))
     return {"ratio": round(float(own.mean()) / max(float(other.mean()), 1e-12), 4),
             "mse_to_source": round(float(own.mean()), 5), "mse_to_other": round(float(other.mean()), 5),

@@ -71,7 +71,7 @@ class AnchoredDiffusion(nn.Module):
                  loss: str = "l1", fused: bool = True, encoder_channels: int | None = None,
                  encoder_norm: str = "group", first_stage=None, encoder_arch: str = "ours",
                  unet_dropout: float = 0.0, scale_shift_norm: bool = True, resblock_updown: bool = False,
-                 unit_norm: str | None = None):
+                 unit_norm: str | None = None, cond_dropout: float = 0.0):
         super().__init__()
         fs = resolve_first_stage(first_stage, image_size, in_channels)
         # what the U-Net denoises: the images, or the first stage's latents
@@ -87,6 +87,9 @@ class AnchoredDiffusion(nn.Module):
             where = "image_size" if fs is None else f"the first stage's latent size {d_size}"
             raise ValueError(f"image_size {image_size} must be >= 8 and {where} divisible by "
                              f"2**(len(channel_mult)-1) = {ds_max}")
+        if not isinstance(cond_dropout, (int, float)) or isinstance(cond_dropout, bool) \
+                or not 0.0 <= cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be a float in [0, 1), got {cond_dropout!r}")
         if anchoring is not None and not isinstance(anchoring, (bool, dict)):
             raise TypeError(f"anchoring must be True, None or a dict of DynamicGaussianAnchoring options, "
                             f"got {type(anchoring).__name__}")
@@ -100,7 +103,8 @@ class AnchoredDiffusion(nn.Module):
                            fused=fused, encoder_channels=encoder_channels, encoder_norm=encoder_norm,
                            first_stage=None if fs is None else dict(fs.config), encoder_arch=encoder_arch,
                            unet_dropout=unet_dropout, scale_shift_norm=scale_shift_norm,
-                           resblock_updown=resblock_updown, unit_norm=unit_norm)
+                           resblock_updown=resblock_updown, unit_norm=unit_norm,
+                           cond_dropout=float(cond_dropout))
         if encoder_arch == "paper":
             self.encoder = PaperFeatureExtractor(image_size, in_channels, num_units, unit_dim,
                                                  channels=encoder_channels or 64)
@@ -126,6 +130,8 @@ class AnchoredDiffusion(nn.Module):
             self.anchoring = DynamicGaussianAnchoring(num_units, unit_dim, **opts)
         else:
             self.anchoring = None
+        if cond_dropout > 0:   # the condition of the unconditional branch (classifier-free guidance)
+            self.null_tokens = nn.Parameter(torch.zeros(num_units, unit_dim))
         # first principal direction of each unit's tokens (fitted at refit time) for ``representation``
         self.register_buffer("pc_mean", torch.zeros(num_units, unit_dim))
         self.register_buffer("pc_dir", torch.zeros(num_units, unit_dim))
@@ -239,6 +245,10 @@ class AnchoredDiffusion(nn.Module):
         with nvtx_range("anchor"):
             cond = self.condition(tokens)
         B = x0.shape[0]
+        p = self.config["cond_dropout"]
+        if p > 0 and self.training:   # a fraction p of the batch trains the unconditional branch
+            drop = _rng.randint(1 << 24, (B,), generator, x0.device) < int(p * (1 << 24))
+            cond = torch.where(drop.view(B, 1, 1), self.null_tokens.to(cond.dtype).expand_as(cond), cond)
         t = _rng.randint(self.schedule.timesteps, (B,), generator, x0.device)
         noise = _rng.randn(x0.shape, generator, x0.device, x0.dtype)
         with nvtx_range("unet"):
@@ -325,8 +335,10 @@ class AnchoredDiffusion(nn.Module):
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def sample(self, tokens: torch.Tensor, steps: int = 50, eta: float = 0.0,
-               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` in ``[0, 1]`` generated (DDIM) from tokens ``[B, U, Dc]``."""
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+               guidance: float = 1.0) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` in ``[0, 1]`` generated (DDIM) from tokens ``[B, U, Dc]``. ``guidance`` w
+        != 1 (a model trained with ``cond_dropout``): classifier-free guidance, ε_null + w (ε_tokens − ε_null)."""
         check_float_tensor("tokens", tokens, 3)
         U, Dc = self.config["num_units"], self.config["unit_dim"]
         if tokens.shape[1:] != (U, Dc):
@@ -340,11 +352,27 @@ class AnchoredDiffusion(nn.Module):
         self.eval()
         try:
             cond = self.condition(tokens.to(self.device))
-            x = self.schedule.ddim(lambda xt, t: self.unet(xt, t, cond), noise.to(self.device), steps, eta,
+            x = self.schedule.ddim(self._denoiser(cond, guidance), noise.to(self.device), steps, eta,
                                    generator, clip=self._x0_clip())
             return self.from_diffusion(x)
         finally:
             self.train(was)
+
+    def _denoiser(self, cond: torch.Tensor, guidance: float):
+        """``eps_fn(x_t, t)`` of the sampler: the U-Net on ``cond [B, U, Dc]``, or the guided combination."""
+        if guidance == 1.0:
+            return lambda xt, t: self.unet(xt, t, cond)
+        if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
+            raise ValueError(f"guidance must be a float >= 0, got {guidance!r}")
+        if self.config["cond_dropout"] <= 0:
+            raise ValueError("guidance != 1 needs a model trained with cond_dropout > 0 (no unconditional branch)")
+        null = self.null_tokens.to(cond.dtype).expand_as(cond)
+
+        def eps_fn(xt, t):
+            e = self.unet(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([cond, null]))
+            e_c, e_u = e.chunk(2)
+            return e_u + guidance * (e_c - e_u)
+        return eps_fn
 
     def _units(self, unit) -> list[int]:
         U = self.config["num_units"]

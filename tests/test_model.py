@@ -318,3 +318,45 @@ def test_ema_weights_follow_their_oracle_and_the_lr_its_schedule(tmp_path, shape
         fit(tiny(), shapes16, None, steps=2, lr_schedule="step", **TRAIN)
     with pytest.raises(ValueError, match="lr_warmup"):
         fit(tiny(), shapes16, None, steps=2, lr_warmup=1.5, **TRAIN)
+
+
+def test_classifier_free_guidance_combines_the_two_branches():
+    """cond_dropout trains a null condition on a fraction of the batch; sample(guidance=w) uses
+    ε_null + w (ε_tokens − ε_null): w = 1 is the plain sampler, w = 0 the unconditional one; a model without
+    the null branch refuses w != 1; bad values are clear errors."""
+    torch.manual_seed(0)
+    kw = dict(image_size=16, num_units=3, unit_dim=4, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+              attention_resolutions=(2,), num_heads=2, anchoring=None)
+    m = AnchoredDiffusion(**kw, cond_dropout=0.5)
+    with torch.no_grad():                       # the U-Net's zero-initialised outputs would hide the condition
+        m.null_tokens.normal_()
+        for p in m.unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(6, 3, 16, 16)
+    loss = m.loss(x, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert m.null_tokens.grad is not None and float(m.null_tokens.grad.abs().sum()) > 0
+    m.eval()
+    tok = m.encode(x[:2])
+    noise = torch.randn((2,) + m.diffusion_shape, generator=torch.Generator().manual_seed(1))
+    plain = m.sample(tok, steps=3, noise=noise)
+    assert torch.allclose(m.sample(tok, steps=3, noise=noise, guidance=1.0), plain)
+    uncond = m.sample(m.null_tokens.expand(2, -1, -1).clone(), steps=3, noise=noise)
+    torch.testing.assert_close(m.sample(tok, steps=3, noise=noise, guidance=0.0), uncond, rtol=1e-4, atol=1e-5)
+    # w = 2 extrapolates the first ε past the conditional one
+    seen = {}
+    orig = m.schedule.ddim
+    m.schedule.ddim = lambda eps_fn, x_T, *a, **k: seen.setdefault("eps", eps_fn(x_T, torch.full((2,), 999)))
+    m.sample(tok, steps=3, noise=noise, guidance=2.0)
+    m.schedule.ddim = orig
+    t = torch.full((2,), 999)
+    with torch.no_grad():
+        e_c, e_u = m.unet(noise, t, m.condition(tok)), m.unet(noise, t, m.null_tokens.expand(2, -1, -1))
+    torch.testing.assert_close(seen["eps"], e_u + 2 * (e_c - e_u), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="guidance"):
+        m.sample(tok, steps=2, guidance=-1.0)
+    with pytest.raises(ValueError, match="cond_dropout"):
+        AnchoredDiffusion(**kw).sample(tok, steps=2, guidance=2.0)
+    for bad in (1.0, -0.1, "0.1"):
+        with pytest.raises(ValueError, match="cond_dropout"):
+            AnchoredDiffusion(**kw, cond_dropout=bad)
