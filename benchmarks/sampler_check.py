@@ -27,8 +27,8 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
-    ap.add_argument("--guidance", default="1", help="comma-separated guidance scales (models trained with "
-                    "cond_dropout; default 1: none)")
+    ap.add_argument("--guidance", default=None, help="comma-separated guidance scales (models trained with "
+                    "cond_dropout; default: the model's own)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     from dga_fast import AnchoredDiffusion
@@ -47,10 +47,11 @@ def main(argv=None):
     clip = float(model.latent_clip)
     x = data.get_batch(_held_out(args.run, len(data), 0)[:args.images])[0]
     rows = {}
-    for name, w in [(n, float(w)) for n in args.samplers.split(",") for w in args.guidance.split(",")]:
+    scales = [None] if args.guidance is None else [float(w) for w in args.guidance.split(",")]
+    for name, w in [(n, w) for n in args.samplers.split(",") for w in scales]:
         opt = SAMPLERS[name]
         model.latent_clip.fill_(clip if opt["clip"] else 0.0)
-        name = name if w == 1.0 else f"{name} w={w:g}"
+        name = name if w is None or w == 1.0 else f"{name} w={w:g}"
         rows[name] = [self_reconstruction(model, x, args.steps, seed, opt["eta"], w) for seed in range(args.draws)]
         r = [d["ratio"] for d in rows[name]]
         c = [d["closer_to_other"] for d in rows[name]]

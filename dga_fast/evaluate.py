@@ -137,7 +137,8 @@ def _seeded_noise(model, n: int, seed: int):
         .to(model.device)
 
 
-def self_reconstruction(model, x, steps: int = 50, seed: int = 0, eta: float = 0.0, guidance: float = 1.0) -> dict:
+def self_reconstruction(model, x, steps: int = 50, seed: int = 0, eta: float = 0.0,
+                        guidance: float | None = None) -> dict:
     """How much a model's samples depend on the image they were encoded from: images ``x [N, C, H, W]`` are
     encoded and sampled (DDIM from seeded noise, one draw per image; ``eta > 0`` adds seeded noise at each
     step; ``guidance``: see ``AnchoredDiffusion.sample``); ``ratio`` = MSE(sample_i, x_i) / MSE(sample_i, x_{i+1}) (means over i, the other image taken

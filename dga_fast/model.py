@@ -37,6 +37,13 @@ def resolve_first_stage(first_stage, image_size: int, in_channels: int) -> First
     return first_stage
 
 
+def _check_guidance(guidance, cond_dropout: float) -> None:
+    if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
+        raise ValueError(f"guidance must be a float >= 0, got {guidance!r}")
+    if guidance != 1.0 and cond_dropout <= 0:
+        raise ValueError("guidance != 1 needs a model trained with cond_dropout > 0 (no unconditional branch)")
+
+
 class AnchoredDiffusion(nn.Module):
     """Images ``[B, C, H, W]`` in ``[0, 1]`` → tokens ``[B, U, Dc]`` (feature extractor) → anchored tokens
     (DyGA, training) → cross-attention condition of an ε-prediction U-Net with Skip Dropout.
@@ -71,7 +78,7 @@ class AnchoredDiffusion(nn.Module):
                  loss: str = "l1", fused: bool = True, encoder_channels: int | None = None,
                  encoder_norm: str = "group", first_stage=None, encoder_arch: str = "ours",
                  unet_dropout: float = 0.0, scale_shift_norm: bool = True, resblock_updown: bool = False,
-                 unit_norm: str | None = None, cond_dropout: float = 0.0):
+                 unit_norm: str | None = None, cond_dropout: float = 0.0, guidance: float = 1.0):
         super().__init__()
         fs = resolve_first_stage(first_stage, image_size, in_channels)
         # what the U-Net denoises: the images, or the first stage's latents
@@ -90,6 +97,7 @@ class AnchoredDiffusion(nn.Module):
         if not isinstance(cond_dropout, (int, float)) or isinstance(cond_dropout, bool) \
                 or not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must be a float in [0, 1), got {cond_dropout!r}")
+        _check_guidance(guidance, cond_dropout)
         if anchoring is not None and not isinstance(anchoring, (bool, dict)):
             raise TypeError(f"anchoring must be True, None or a dict of DynamicGaussianAnchoring options, "
                             f"got {type(anchoring).__name__}")
@@ -104,7 +112,7 @@ class AnchoredDiffusion(nn.Module):
                            first_stage=None if fs is None else dict(fs.config), encoder_arch=encoder_arch,
                            unet_dropout=unet_dropout, scale_shift_norm=scale_shift_norm,
                            resblock_updown=resblock_updown, unit_norm=unit_norm,
-                           cond_dropout=float(cond_dropout))
+                           cond_dropout=float(cond_dropout), guidance=float(guidance))
         if encoder_arch == "paper":
             self.encoder = PaperFeatureExtractor(image_size, in_channels, num_units, unit_dim,
                                                  channels=encoder_channels or 64)
@@ -336,9 +344,10 @@ class AnchoredDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, tokens: torch.Tensor, steps: int = 50, eta: float = 0.0,
                generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
-               guidance: float = 1.0) -> torch.Tensor:
+               guidance: float | None = None) -> torch.Tensor:
         """Images ``[B, C, H, W]`` in ``[0, 1]`` generated (DDIM) from tokens ``[B, U, Dc]``. ``guidance`` w
-        != 1 (a model trained with ``cond_dropout``): classifier-free guidance, ε_null + w (ε_tokens − ε_null)."""
+        (default: the model's ``guidance``) != 1, for a model trained with ``cond_dropout``: classifier-free
+        guidance, ε_null + w (ε_tokens − ε_null)."""
         check_float_tensor("tokens", tokens, 3)
         U, Dc = self.config["num_units"], self.config["unit_dim"]
         if tokens.shape[1:] != (U, Dc):
@@ -360,12 +369,10 @@ class AnchoredDiffusion(nn.Module):
 
     def _denoiser(self, cond: torch.Tensor, guidance: float):
         """``eps_fn(x_t, t)`` of the sampler: the U-Net on ``cond [B, U, Dc]``, or the guided combination."""
+        guidance = self.config["guidance"] if guidance is None else guidance
+        _check_guidance(guidance, self.config["cond_dropout"])
         if guidance == 1.0:
             return lambda xt, t: self.unet(xt, t, cond)
-        if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
-            raise ValueError(f"guidance must be a float >= 0, got {guidance!r}")
-        if self.config["cond_dropout"] <= 0:
-            raise ValueError("guidance != 1 needs a model trained with cond_dropout > 0 (no unconditional branch)")
         null = self.null_tokens.to(cond.dtype).expand_as(cond)
 
         def eps_fn(xt, t):

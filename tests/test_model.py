@@ -355,6 +355,10 @@ def test_classifier_free_guidance_combines_the_two_branches():
     torch.testing.assert_close(seen["eps"], e_u + 2 * (e_c - e_u), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="guidance"):
         m.sample(tok, steps=2, guidance=-1.0)
+    m.config["guidance"] = 2.0                        # the model's default scale, as AnchoredDiffusion(guidance=2)
+    torch.testing.assert_close(m.sample(tok, steps=3, noise=noise), m.sample(tok, steps=3, noise=noise, guidance=2.0))
+    with pytest.raises(ValueError, match="cond_dropout"):
+        AnchoredDiffusion(**kw, guidance=2.0)
     with pytest.raises(ValueError, match="cond_dropout"):
         AnchoredDiffusion(**kw).sample(tok, steps=2, guidance=2.0)
     for bad in (1.0, -0.1, "0.1"):
