@@ -7,6 +7,12 @@ import numpy as np
 import torch
 
 
+def pixel_grid(S: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``yy, xx [S, S]``: the pixel centres of an ``S``×``S`` image in [-1, 1] (y down, x right)."""
+    coords = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1
+    return torch.meshgrid(coords, coords, indexing="ij")
+
+
 class FactorGrid(torch.utils.data.Dataset):
     """``dataset[i] -> (image [C, size, size] float in [0, 1], factors [F] int64)``; subclasses set
     ``factor_names``, ``factor_sizes`` and ``images_from_factors(f [n, F]) -> [n, C, S, S]``."""

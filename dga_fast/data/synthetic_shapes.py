@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .factor_grid import FactorGrid
+from .factor_grid import FactorGrid, pixel_grid
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
@@ -39,8 +39,7 @@ class SyntheticShapes(FactorGrid):
         scale = 0.75 + 0.5 * f[:, 3] / 7                                   # 0.75 .. 1.25
         shape = f[:, 4].long()
         angle = (f[:, 5] / 14 - 0.5) * (math.pi / 3)                        # -30° .. 30°
-        coords = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1   # [-1, 1]
-        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+        yy, xx = pixel_grid(S)
         yy, xx = yy.expand(n, S, S), xx.expand(n, S, S)
         soft = lambda d: torch.sigmoid(d * S / 2)                          # noqa: E731  soft edge
         # horizon tilted by the orientation

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .factor_grid import FactorGrid
+from .factor_grid import FactorGrid, pixel_grid
 
 SPRITE_FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 SPRITE_FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -22,7 +22,7 @@ def _sprite_inside(shape: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tor
     """Signed inside-ness of each pixel (> 0 inside), in the sprite's frame ``u, v [n, S, S]`` scaled so the
     sprite spans about [-1, 1]; roughly a distance in those units, so one soft edge fits all three."""
     square = 0.8 - torch.maximum(u.abs(), v.abs())
-    ellipse = 1 - torch.sqrt((u / 1.0) ** 2 + (v / 0.5) ** 2)
+    ellipse = 1 - torch.sqrt(u * u + (v / 0.5) ** 2)
     hu, hv = u * 1.15, -v * 1.15 + 0.15                                     # heart, point down
     h = (hu * hu + hv * hv - 1) ** 3 - hu * hu * hv ** 3                    # < 0 inside (the heart curve)
     heart = -h.sign() * h.abs().pow(1 / 3) * 0.5                            # cube root: about a distance
@@ -49,12 +49,11 @@ class SyntheticSprites(FactorGrid):
         angle = g[:, 2] / 40 * 2 * math.pi                                  # a full turn
         cx = -0.62 + 1.24 * g[:, 3] / 31                                    # centre in [-0.62, 0.62]
         cy = -0.62 + 1.24 * g[:, 4] / 31
-        coords = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1
-        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+        yy, xx = pixel_grid(S)
         dx, dy = xx - cx.view(n, 1, 1), yy - cy.view(n, 1, 1)
         ca, sa = torch.cos(angle).view(n, 1, 1), torch.sin(angle).view(n, 1, 1)
         rr = r.view(n, 1, 1)
         u, v = (dx * ca + dy * sa) / rr, (-dx * sa + dy * ca) / rr
         inside = _sprite_inside(f[:, 0], u, v)
-        img = torch.sigmoid(inside * rr * S / 2 * 2).unsqueeze(1)           # about one pixel of soft edge
+        img = torch.sigmoid(inside * rr * S).unsqueeze(1)                   # about one pixel of soft edge
         return img.expand(n, self.channels, S, S).contiguous()
