@@ -11,7 +11,8 @@ from . import distributed as dist_
 from . import ops
 from ._validation import check_choice, check_float_tensor, check_positive_float, check_positive_int
 from .mixture import D_SELECT, MODELS, MixtureState, MStepConfig, default_d_max
-from .mixture.normalise import Normaliser, denormalise_means
+from .anchor_rules import shift_rule
+from .mixture.normalise import denormalise_means
 from .refit import RefitConfig, RefitContext, refit_mixtures, single_component, split_rule
 
 _STATE_FIELDS = ("means", "components", "eigvals", "noise", "log_weights", "dims", "active")
@@ -42,6 +43,11 @@ class DynamicGaussianAnchoring(nn.Module):
     rows for every unit); the final EM, on all tokens, starts from the search's converged mixtures and takes at
     most ``final_em_iters`` M-steps (2: on the hard token set of ``benchmarks/dyga_quality.py`` more changed
     neither the structure nor the ARI, and it is the refit's most expensive pass).
+
+    ``shift="published"`` reproduces the published code's normalisation and shift for comparisons
+    (``anchor_rules.PublishedShift``: min-max normalisation per refit and per batch, the normalised anchor
+    mixed into the raw token, one λ per batch with ``align_max`` as its 0.1; ``align`` is not used);
+    ``split="coin"`` its split rule. ``"ours"`` is the default (DESIGN §4).
     """
 
     def __init__(self, num_units: int, unit_dim: int, init_components: int = 8, max_components: int = 32,
@@ -49,7 +55,8 @@ class DynamicGaussianAnchoring(nn.Module):
                  max_split_rounds: int = 8, merge: bool = True, split="bic", align="adaptive", align_max: float = 0.1,
                  seed: int = 0, model: str = "AkjBkQkDk", d_select: str = "cattell", threshold: float = 0.2,
                  d_max: int | None = None, tol: float = 1e-4, noise_floor: float = 1e-6,
-                 search_samples: int | None = 2048, final_em_iters: int = 2, progress: bool = False):
+                 search_samples: int | None = 2048, final_em_iters: int = 2, shift: str = "ours",
+                 progress: bool = False):
         super().__init__()
         check_positive_int("num_units", num_units)
         check_positive_int("unit_dim", unit_dim)
@@ -86,6 +93,7 @@ class DynamicGaussianAnchoring(nn.Module):
         self.search_samples, self.progress = search_samples, progress
         self.final_em_iters = final_em_iters
         self.split_rule = split_rule(split, self.split_threshold)
+        self.shift_rule = shift_rule(shift)
         self.d_max = default_d_max(unit_dim, d_max)
         self.cfg = MStepConfig(model=model, d_select=d_select, threshold=float(threshold), d_max=self.d_max,
                                min_mass=float(min_cluster_size))
@@ -124,7 +132,8 @@ class DynamicGaussianAnchoring(nn.Module):
     def extra_repr(self) -> str:
         return (f"num_units={self.num_units}, unit_dim={self.unit_dim}, init_components="
                 f"{self.init_components}, max_components={self.max_components}, merge={self.merge}, "
-                f"align={self.align!r}, align_max={self.align_max}, fitted={self.fitted}")
+                f"align={self.align!r}, align_max={self.align_max}, shift={self.shift_rule.name!r}, "
+                f"fitted={self.fitted}")
 
     # ------------------------------------------------------------------ validation
     def _check_tokens(self, tokens, name: str = "tokens") -> torch.Tensor:
@@ -159,7 +168,7 @@ class DynamicGaussianAnchoring(nn.Module):
         dt = torch.float64 if tokens.dtype == torch.float64 else torch.float32
         x = tokens.detach().to(device=self.mix_means.device, dtype=dt).transpose(0, 1).contiguous()
         t0 = time.perf_counter()
-        norm = Normaliser.fit(x, reducer=R, n_total=N)
+        norm = self.shift_rule.fit_normaliser(x, R, N)
         x = norm(x)
         live = torch.nonzero(~norm.collapsed).squeeze(1)                  # units with something to fit
         U, K = self.num_units, self.max_components
@@ -201,19 +210,18 @@ class DynamicGaussianAnchoring(nn.Module):
         self._check_tokens(tokens)
         if not self.fitted:
             return tokens
-        return ops.anchor_shift(tokens, self.state, self.norm_shift, self.norm_scale, self.align,
-                                self.align_max)
+        return self.shift_rule(self, tokens)
 
     @torch.no_grad()
     def assign(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, U] int64
         """Index of the most responsible component of every token."""
         self._check_tokens(tokens)
         self._require_fitted("assign")
-        return ops.anchor_assign(tokens, self.state, self.norm_shift, self.norm_scale)
+        return ops.anchor_assign(tokens, self.state, *self.shift_rule.use_stats(self, tokens))
 
     @torch.no_grad()
     def responsibilities(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, U, Kmax]
         """Posterior probability of every component slot (0 for inactive slots)."""
         self._check_tokens(tokens)
         self._require_fitted("responsibilities")
-        return ops.anchor_log_resp(tokens, self.state, self.norm_shift, self.norm_scale).exp()
+        return ops.anchor_log_resp(tokens, self.state, *self.shift_rule.use_stats(self, tokens)).exp()

@@ -25,6 +25,16 @@ def _device(name: str | None) -> str:
     return device
 
 
+def _use_published_dyga(model_cfg: dict, train_cfg: dict) -> None:
+    """``--published-dyga``: the preset's DyGA options and refit schedule replaced by the published ones."""
+    from .presets import PUBLISHED_DYGA
+    if model_cfg.get("anchoring") is None:
+        raise ValueError("--published-dyga changes DyGA; it cannot be combined with --no-anchoring")
+    base = model_cfg["anchoring"] if isinstance(model_cfg["anchoring"], dict) else {}
+    model_cfg["anchoring"] = {**base, **PUBLISHED_DYGA["anchoring"]}
+    train_cfg.update(PUBLISHED_DYGA["train"])
+
+
 def cmd_demo(args) -> int:
     from .demo import run_training_demo
     s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
@@ -80,6 +90,8 @@ def cmd_train(args) -> int:
             model_cfg["image_size"] = args.image_size
         if args.no_anchoring:
             model_cfg["anchoring"] = None
+        if args.published_dyga:
+            _use_published_dyga(model_cfg, train_cfg)
         if args.skip_dropout is not None:
             model_cfg["skip_dropout"] = args.skip_dropout
         for key in ("steps", "batch_size", "ckpt_every", "seed", "lr", "lr_schedule", "ema_decay"):
@@ -256,6 +268,8 @@ def main(argv=None) -> int:
                    help="keep a moving average of the weights (ema.safetensors in each checkpoint)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-anchoring", action="store_true", help="EncDiff baseline: no DyGA")
+    t.add_argument("--published-dyga", action="store_true",
+                   help="DyGA as the published code runs it, for comparisons (README 'Published behaviour')")
     t.add_argument("--skip-dropout", type=float, help="skip dropout rate (0 disables)")
     t.add_argument("--on-collapse", choices=("warn", "stop"), default=None,
                    help="when every latent unit's token spread falls below --collapse-threshold of its peak: "

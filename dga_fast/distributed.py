@@ -83,7 +83,7 @@ def local_device(device: str | torch.device) -> torch.device:
 
 
 class Reducer:
-    """Sums over the ranks of a process group (``world`` ranks, this one ``rank``). ``Reducer()`` follows the
+    """Sums (and maxima) over the ranks of a process group (``world`` ranks, this one ``rank``). ``Reducer()`` follows the
     default group when one of more than one rank is initialised; ``LOCAL`` is the one-process identity."""
 
     def __init__(self, group=None, enabled: bool = True):
@@ -103,6 +103,14 @@ class Reducer:
         out = t.to(torch.int64) if t.dtype == torch.bool else t
         out = (out.cpu() if self._cpu else out).contiguous().clone()
         dist.all_reduce(out, group=self.group)
+        return out.to(t.device)
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        """``t``'s elementwise maximum over the ranks (``t`` itself in one process)."""
+        if self.world == 1:
+            return t
+        out = (t.cpu() if self._cpu else t).contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.MAX, group=self.group)
         return out.to(t.device)
 
     def sum_int(self, n: int) -> int:

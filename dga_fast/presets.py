@@ -3,6 +3,12 @@
 architecture)."""
 from __future__ import annotations
 
+# `train --published-dyga`: DyGA as the published code runs it (DESIGN §6a), for comparisons with ours: the
+# coin-flip split (spread > 0.5 or a coin with p = 0.5), min-max normalisation with the normalised anchor mixed
+# into the raw token and one λ per batch, the mixture refitted from scratch once per epoch on all images
+PUBLISHED_DYGA = dict(anchoring=dict(split="coin", split_threshold=0.5, shift="published"),
+                      train=dict(refit_schedule="epoch"))
+
 PRESETS = {
     # a few minutes on a 2-core CPU at 32x32: what `make demo` trains
     "tiny": dict(

@@ -3,12 +3,19 @@
 each refit's diagnostics."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import distributed as dist_
 from .collapse import CollapseGuard
 from .data.batches import get_batch, step_seed
 from .profiling import nvtx_range
+
+
+REFIT_SCHEDULES = ("steps", "epoch")
+# the published schedule refits on all training images, or on a tenth of them above this many
+PUBLISHED_FULL_REFIT_MAX = 100_000
 
 
 class RefitSchedule:
@@ -25,10 +32,18 @@ class RefitSchedule:
         self.stop = False
 
     @classmethod
-    def from_config(cls, cfg) -> "RefitSchedule":
-        """The schedule a ``TrainConfig`` describes."""
-        return cls(cfg.refit_every, cfg.refit_warmup, cfg.refit_samples, cfg.seed, cfg.collapse_threshold,
-                   cfg.on_collapse, cfg.progress)
+    def from_config(cls, cfg, n_images: int | None = None, world: int = 1) -> "RefitSchedule":
+        """The schedule a ``TrainConfig`` describes. ``refit_schedule="steps"``: ``refit_every``,
+        ``refit_warmup``, ``refit_samples``. ``"epoch"`` (the published code's, DESIGN §6a): once per epoch of the
+        ``n_images`` training images at the global batch (``batch_size × world``), from the end of the first
+        epoch on, on all of them (a tenth above 100,000); each refit starts from scratch, as every refit does."""
+        every, warmup, samples = cfg.refit_every, cfg.refit_warmup, cfg.refit_samples
+        if getattr(cfg, "refit_schedule", "steps") == "epoch":
+            if not n_images:
+                raise ValueError("refit_schedule='epoch' needs the number of training images")
+            every = warmup = max(1, math.ceil(n_images / (cfg.batch_size * world)))
+            samples = n_images if n_images <= PUBLISHED_FULL_REFIT_MAX else n_images // 10
+        return cls(every, warmup, samples, cfg.seed, cfg.collapse_threshold, cfg.on_collapse, cfg.progress)
 
     def state_dict(self) -> dict:
         return {"refit_steps": list(self.refit_steps), "spread_peak": self.guard.peak}

@@ -28,7 +28,7 @@ from .checkpoint import (agreed_checkpoint, read_tensors, read_training_state, t
 from .collapse import CollapseGuard, EncoderCollapse
 from .data.batches import BatchStream, get_batch, step_seed
 from .lr_schedule import SCHEDULES, lr_at
-from .refit_schedule import RefitSchedule
+from .refit_schedule import REFIT_SCHEDULES, RefitSchedule
 
 
 @dataclass
@@ -45,6 +45,8 @@ class TrainConfig:
     refit_every: int = 500          # DyGA refit every this many steps ...
     refit_warmup: int = 500         # ... from this step on
     refit_samples: int = 2048       # images whose tokens the refit uses
+    # "steps": the three values above; "epoch": the published schedule (refit_schedule.RefitSchedule.from_config)
+    refit_schedule: str = "steps"
     ckpt_every: int = 500
     log_every: int = 10
     seed: int = 0
@@ -62,6 +64,7 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("refit_schedule", self.refit_schedule, REFIT_SCHEDULES)
         if not 0 <= self.lr_warmup < 1:
             raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
         CollapseGuard(self.collapse_threshold, self.on_collapse)   # validates both
@@ -106,7 +109,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     ``config.json``, ``log.jsonl`` and ``checkpoints/step_XXXXXXX/``; ``resume=True`` continues from the
     latest checkpoint there. ``run_info`` entries (e.g. the dataset) are added to ``config.json``.
     ``callback(step, model)``, if given, runs on every rank after every step. ``refit`` replaces the DyGA refit
-    schedule the config describes (``RefitSchedule.from_config(config)``) by another strategy object.
+    schedule the config describes (``RefitSchedule.from_config``) by another strategy object.
     Under ``torch.distributed`` (more than one rank; see the module docstring) every rank calls ``fit`` with the
     same arguments; ``batch_size`` is per rank and the logged loss is the mean over ranks.
     Returns ``{"losses": [(step, loss), ...], "refit_steps": [...], "step": last step}``."""
@@ -122,7 +125,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     out = Path(out_dir) if out_dir is not None else None
     start = 0
     history = {"losses": []}
-    schedule = RefitSchedule.from_config(cfg) if refit is None else refit
+    schedule = RefitSchedule.from_config(cfg, n, R.world) if refit is None else refit
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         run_cfg = {"model": model.config, "train": asdict(cfg), **(run_info or {}),

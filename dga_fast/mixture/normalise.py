@@ -35,6 +35,23 @@ class Normaliser:
         scale = torch.where(collapsed, torch.ones_like(var), var.sqrt())
         return cls(shift=shift.to(x.dtype), scale=scale.to(x.dtype), collapsed=collapsed)
 
+    @classmethod
+    def fit_minmax(cls, x: torch.Tensor,  # [G, N, D] (this rank's rows)
+                   *, reducer: Reducer = LOCAL) -> "Normaliser":
+        """The published code's normalisation (DESIGN §6a), kept for comparisons: ``(x − max) / (max − min)``
+        with one max and min per group over all its rows and dims (so the range is [−1, 0]); a group with
+        ``max − min`` below the collapse tolerance gets scale 1 and is collapsed."""
+        G, N, D = x.shape
+        flat = x.reshape(G, N * D).to(torch.float64)
+        inf = flat.new_full((G,), float("inf"))
+        hi = reducer.max(flat.amax(1) if N else -inf)                            # [G]
+        lo = -reducer.max(-flat.amin(1) if N else -inf)
+        mag = torch.maximum(hi.abs(), lo.abs())
+        collapsed = (hi - lo) <= COLLAPSE_EPS * torch.finfo(x.dtype).eps * mag
+        scale = torch.where(collapsed, torch.ones_like(hi), hi - lo)
+        return cls(shift=hi.unsqueeze(1).expand(G, D).to(x.dtype).contiguous(), scale=scale.to(x.dtype),
+                   collapsed=collapsed)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:   # [G, N, D] -> [G, N, D] normalised
         return normalise(x, self.shift, self.scale)
 

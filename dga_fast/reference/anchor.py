@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..mixture.normalise import denormalise_means, normalise
+from ..mixture.normalise import Normaliser, denormalise_means, normalise
 from ..mixture.state import MixtureState
 from .estep import hddc_estep
 
@@ -48,9 +48,7 @@ def anchor_shift(c: torch.Tensor,        # [B, U, Dc]
 def _anchor_shift(c, state, shift, scale, align, align_max):
     dt = torch.promote_types(c.dtype, torch.float32)
     k = anchor_assign(c, state, shift, scale)                                   # [B, U]
-    U, K, D = state.means.shape
-    mu_n = torch.gather(state.means.to(dt).unsqueeze(0).expand(k.shape[0], U, K, D), 2,
-                        k[..., None, None].expand(-1, -1, 1, D)).squeeze(2)   # [B, U, D]
+    mu_n = _selected_means(state, k, dt)                                        # [B, U, D]
     mu = denormalise_means(mu_n.transpose(0, 1), shift.to(dt), scale).transpose(0, 1).detach()   # [B, U, D]
     cf = c.to(dt)
     if align == "adaptive":
@@ -59,3 +57,28 @@ def _anchor_shift(c, state, shift, scale, align, align_max):
     else:
         lam = float(align)
     return (cf + lam * (mu - cf)).to(c.dtype)
+
+
+def _selected_means(state: MixtureState, k: torch.Tensor,  # k: [B, U] component indices
+                    dt: torch.dtype) -> torch.Tensor:       # [B, U, D] normalised coordinates
+    U, K, D = state.means.shape
+    return torch.gather(state.means.to(dt).unsqueeze(0).expand(k.shape[0], U, K, D), 2,
+                        k[..., None, None].expand(-1, -1, 1, D)).squeeze(2)
+
+
+def published_anchor_shift(c: torch.Tensor,       # [B, U, Dc]
+                           state: MixtureState,   # G = U, fitted on min-max normalised tokens
+                           align_max: float) -> torch.Tensor:  # [B, U, Dc]
+    """The published code's anchor shift (DESIGN §6a), kept for comparisons (plain PyTorch, no kernel): the
+    batch is normalised per unit by its own ``(c − max) / (max − min)`` (over the batch and the token dims,
+    ``Normaliser.fit_minmax``), ``k*`` is chosen in those coordinates, and the mean ``μ_{k*}`` *in those
+    coordinates* is mixed into the raw token with one λ for the whole batch,
+    ``λ = align_max · exp(−mean |(c − μ) / c|)``. Our only change: ``|c| + ε`` in the denominator, so an exact
+    zero of a ReLU token drives λ toward 0 instead of making it NaN. Gradients flow to ``c`` (also through λ)."""
+    with torch.autocast(c.device.type, enabled=False):
+        dt = torch.promote_types(c.dtype, torch.float32)
+        cf = c.to(dt)
+        norm = Normaliser.fit_minmax(cf.detach().transpose(0, 1))
+        mu = _selected_means(state, anchor_assign(c, state, norm.shift, norm.scale), dt).detach()
+        lam = align_max * torch.exp(-((cf - mu).abs() / (cf.abs() + EPS)).mean())
+        return (cf + lam * (mu - cf)).to(c.dtype)
