@@ -187,7 +187,7 @@ class DynamicGaussianAnchoring(nn.Module):
         self._fitted.fill_(True)
         self.n_refits += 1
         info = ctx.info
-        for key in ("n_split", "n_merged", "split_rounds"):   # per unit, 0 for collapsed units
+        for key in ("n_split", "n_filtered", "n_merged", "split_rounds"):   # per unit, 0 for collapsed units
             full = torch.zeros(U, dtype=torch.int64)
             full[live.cpu()] = info[key]
             info[key] = full

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "tad")
-# what `evaluate` computes unless told otherwise (TAD only applies to binary attributes, as CelebA's)
+METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "tad", "anchor_purity")
+# what `evaluate` computes unless told otherwise (TAD only applies to binary attributes, as CelebA's;
+# anchor_purity generates images: units x components x 16 DDIM samples)
 DEFAULT_METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae")
 
 
@@ -29,9 +30,9 @@ def _heatmap(matrix, xlabels, ylabels, title, path):
     return save_figure(fig, path)
 
 
-def metric_calls(rep, ds, samples: int | None = None, seed: int = 0) -> dict:
+def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None, progress: bool = False) -> dict:
     """``{metric name: () -> result}`` for representation ``rep(images) -> [N, U]`` on ``ds``; ``samples`` as in
-    ``evaluate_run``."""
+    ``evaluate_run``; ``model`` (for ``anchor_purity``, which generates images) the model ``rep`` reads."""
     from . import metrics as M
     n = samples
     kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
@@ -46,6 +47,8 @@ def metric_calls(rep, ds, samples: int | None = None, seed: int = 0) -> dict:
         "beta_vae": lambda: M.beta_vae_score(
             rep, ds, seed=seed, **({} if n is None else {"num_train": max(n // 10, 5), "num_eval": max(n // 20, 5)})),
         "tad": lambda: M.tad(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
+        "anchor_purity": lambda: M.anchor_purity(model, ds, seed=seed, progress=progress,
+                                                 **({} if n is None else {"n_base": max(2, min(16, n // 10))})),
     }
 
 
@@ -73,7 +76,7 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
         return model.representation(images.to(model.device))
 
     n = samples
-    calls = metric_calls(rep, ds, n, seed)
+    calls = metric_calls(rep, ds, n, seed, model=model, progress=progress)
     results, seconds = {}, {}
     bar = None
     if progress:

@@ -1,5 +1,6 @@
 """``training.png`` of a run: its ``log.jsonl`` over steps — loss, the encoder's and the U-Net's gradient norms,
-every unit's token spread and components at the refits, the fraction of anchors changed and refit seconds."""
+every unit's token spread, components and mean relative anchor shift at the refits, the fraction of anchors
+changed, the refits' split / filter / merge counts and refit seconds."""
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def plot_training_log(run_dir, path=None) -> Path:
     if not log.is_file():
         raise FileNotFoundError(f"{log} does not exist: not a training run directory")
     steps, refits = read_log(log)
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), dpi=90)
+    fig, axes = plt.subplots(3, 3, figsize=(13, 9.5), dpi=90)
     x = [r["step"] for r in steps]
     axes[0, 0].plot(x, [r["loss"] for r in steps], lw=0.8)
     axes[0, 0].set(title="loss", xlabel="step", yscale="log")
@@ -45,7 +46,8 @@ def plot_training_log(run_dir, path=None) -> Path:
     axes[0, 1].legend(fontsize=8)
     rx = [r["step"] for r in refits]
     panels = (("spread", axes[0, 2], "token spread per unit"), ("components", axes[1, 0], "Gaussians per unit"),
-              ("anchor_changed", axes[1, 1], "fraction of anchors changed"))
+              ("anchor_changed", axes[1, 1], "fraction of anchors changed"),
+              ("shift_rel", axes[2, 0], "mean anchor shift ‖c' − c‖ / ‖c‖ per unit"))
     for key, ax, title in panels:
         rows = [r for r in refits if key in r]
         if rows:
@@ -54,7 +56,13 @@ def plot_training_log(run_dir, path=None) -> Path:
         else:
             ax.text(0.5, 0.5, "not logged (no anchoring)", ha="center", va="center", transform=ax.transAxes)
         ax.set(title=title, xlabel="refit step")
+    for key in ("n_split", "n_filtered", "n_merged"):   # summed over the units
+        rows = [r for r in refits if key in r]
+        axes[2, 1].plot([r["step"] for r in rows], [sum(r[key]) for r in rows], marker=".", label=key[2:])
+    axes[2, 1].set(title="components split / filtered / merged (all units)", xlabel="refit step")
+    axes[2, 1].legend(fontsize=8)
     axes[1, 2].plot(rx, [r.get("refit_s", float("nan")) for r in refits], marker=".")
     axes[1, 2].set(title="refit seconds", xlabel="refit step")
+    axes[2, 2].axis("off")
     fig.suptitle(str(run_dir), fontsize=9)
     return save_figure(fig, path or run_dir / "training.png")

@@ -324,8 +324,10 @@ class AnchoredDiffusion(nn.Module):
 
     def _refit_diagnostics(self, tokens: torch.Tensor, old_anchor, R) -> dict:
         """Per unit (lists): ``spread`` (RMS distance of the unit's tokens to their mean, over all ranks),
-        ``components`` (Gaussians; absent without anchoring) and ``anchor_changed`` (fraction of the tokens whose
-        anchor mean moved by more than 10% of the unit's spread at this refit; 1.0 at the first refit)."""
+        ``components`` (Gaussians; absent without anchoring), ``anchor_changed`` (fraction of the tokens whose
+        anchor mean moved by more than 10% of the unit's spread at this refit; 1.0 at the first refit),
+        ``shift_rel`` (mean of ‖c' − c‖ / ‖c‖ over the tokens, c' the anchored token under the new mixture) and
+        the refit's ``n_split`` / ``n_filtered`` / ``n_merged`` components."""
         n = R.sum_int(tokens.shape[0])
         mean = R.sum(tokens.sum(0)) / n
         spread = (R.sum((tokens - mean).square().sum(-1).sum(0)) / n).sqrt()          # [U]
@@ -338,6 +340,10 @@ class AnchoredDiffusion(nn.Module):
                 moved = (self._anchor_means(tokens) - old_anchor).norm(dim=-1) > 0.1 * spread   # [N, U]
                 changed = R.sum(moved.sum(0).to(spread.dtype)) / n
             out["anchor_changed"] = [round(float(v), 4) for v in changed]
+            rel = (self.anchoring(tokens) - tokens).norm(dim=-1) / tokens.norm(dim=-1).clamp_min(1e-12)   # [N, U]
+            out["shift_rel"] = [round(float(v), 6) for v in R.sum(rel.sum(0)) / n]
+            for key in ("n_split", "n_filtered", "n_merged"):
+                out[key] = [int(v) for v in self.anchoring.last_refit[key]]
         return out
 
     # ------------------------------------------------------------------ generation

@@ -145,7 +145,9 @@ class RefitContext:
         n_split_rounds = cfg.max_split_rounds
         self.timer = _StageTimer(4 + n_split_rounds + int(cfg.merge) + 1, progress and reducer.rank == 0)
         zeros = lambda: torch.zeros(self.G, dtype=torch.int64)   # noqa: E731  per unit of the batch
-        self.info = {"n_split": zeros(), "n_merged": zeros(), "split_rounds": zeros(), "em_iters": 0,
+        # per unit: components added by splits, removed for low mass (n_filtered), removed by merges
+        self.info = {"n_split": zeros(), "n_filtered": zeros(), "n_merged": zeros(), "split_rounds": zeros(),
+                     "em_iters": 0,
                      "stages": self.timer.stages, "world_size": reducer.world}
 
     def em(self, state: MixtureState, x: torch.Tensor, groups: torch.Tensor | None = None,
@@ -298,6 +300,9 @@ def refit_mixtures(ctx: RefitContext) -> tuple[MixtureState, torch.Tensor]:
     state = filter_stage(ctx, res.state, res.log_resp, ctx.N)
     ctx.timer.done("final em")
     ctx.timer.close()
+    # every component lost other than by a merge: the filter stages' and the M-steps' minimum mass
+    seeded = torch.full_like(ctx.info["n_split"], cfg.init_components)
+    ctx.info["n_filtered"] = seeded + ctx.info["n_split"] - ctx.info["n_merged"] - state.active.sum(1).cpu()
     return state.resize(cfg.max_components), res.log_likelihood
 
 

@@ -3,8 +3,10 @@
 Every metric takes a representation — a function images → ``[B, U]`` together with a dataset that provides
 ``sample_factors(n, rng)`` and ``images_from_factors(f)``, or (except FactorVAE) precomputed
 ``(reps [N, U], factors [N, F])`` arrays — and a seed; sample counts default to DESIGN §7.
-TAD takes binary attributes (CelebA).
+TAD takes binary attributes (CelebA). ``anchor_purity`` scores a generative model's DyGA regions (it
+generates images).
 """
+from .anchor_purity import anchor_purity
 from .beta_vae import beta_vae_score
 from .dci import dci
 from .factor_vae import factor_vae_score
@@ -13,4 +15,4 @@ from .modularity import modularity_explicitness
 from .sap import sap
 from .tad import tad
 
-__all__ = ["beta_vae_score", "dci", "factor_vae_score", "mig", "modularity_explicitness", "sap", "tad"]
+__all__ = ["anchor_purity", "beta_vae_score", "dci", "factor_vae_score", "mig", "modularity_explicitness", "sap", "tad"]
