@@ -1,22 +1,28 @@
 #!/usr/bin/env python
-"""The ablation the method exists for: the EncDiff baseline against Dynamic Gaussian Anchoring, Skip Dropout,
-and both, trained on SyntheticShapes with the same budget and several seeds, each scored with the FactorVAE
-score and DCI (plus MIG). Writes a markdown table (mean ± std over seeds) and JSON.
+"""The study the method exists for: the EncDiff baseline against Dynamic Gaussian Anchoring, Skip Dropout, both,
+and both with DyGA as the published code runs it, on the demo's latent recipe (the ``tiny-latent`` preset on a
+trained first stage), several seeds, each run scored with FactorVAE, DCI (D/C/I), MIG and anchor purity.
 
-    python benchmarks/ablation.py --budget small            # this 2-core CPU (about 45 minutes)
-    python benchmarks/ablation.py --budget gpu --jobs 12    # one GPU, twelve trainings at a time
-    python benchmarks/ablation.py --budget smoke            # seconds: checks the pipeline end to end
+    # pieces (each resumable: the same command continues interrupted runs and skips scored ones)
+    python benchmarks/ablation.py --dataset synthetic-shapes --first-stage runs/d/base-s0/first_stage \
+        --budget cpu --variants baseline,dyga+skip_dropout --seeds 0,1,2 --out benchmarks/results/study-shapes-a
+    # the table of several pieces
+    python benchmarks/ablation.py --merge benchmarks/results/study-shapes-*.json --out benchmarks/results/study-shapes
+    # learning curves: every checkpoint of the runs scored (the study's budget is where they plateau)
+    python benchmarks/ablation.py ... --variants baseline --budget cpu --curve --out benchmarks/results/curves-shapes
+    # one GPU, twelve trainings at a time
+    python benchmarks/ablation.py ... --budget gpu --device cuda --jobs 12
 
-Variants (everything else equal, model and schedule from the budget):
-  baseline          anchoring=None, skip_dropout=0     (EncDiff)
-  dyga              anchoring on,   skip_dropout=0
-  skip_dropout      anchoring=None, skip_dropout=0.2
-  dyga+skip_dropout anchoring on,   skip_dropout=0.2   (the method)
+Variants (everything else equal: model, schedule and data from the budget; see ``study_job.VARIANTS``):
+  baseline          anchoring off, skip_dropout 0     (EncDiff)
+  dyga              anchoring on,  skip_dropout 0
+  skip_dropout      anchoring off, skip_dropout 0.2
+  dyga+skip_dropout anchoring on,  skip_dropout 0.2   (the method)
+  published         dyga+skip_dropout with ``--published-dyga`` (coin split, min-max shift, refit per epoch)
 
-Every variant is trained from the same seed (same initial encoder weights where shapes agree, same batches).
-The representation scored is the model's (the projection of each unit's token on its first principal
-direction); the principal directions of every variant are refitted on the final weights before scoring, so
-the baseline is scored the same way as the anchored variants.
+A first stage comes from ``make demo`` (``runs/demo/first_stage``, SyntheticShapes) or from
+``python -m dga_fast train-autoencoder --dataset synthetic-sprites --image-size 32 --out RUN``. Every run of a
+seed starts from the same seed (same batches, same initial weights where the shapes agree).
 """
 from __future__ import annotations
 
@@ -33,168 +39,159 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-VARIANTS = {
-    "baseline": dict(anchoring=None, skip_dropout=0.0),
-    "dyga": dict(anchoring=True, skip_dropout=0.0),
-    "skip_dropout": dict(anchoring=None, skip_dropout=0.2),
-    "dyga+skip_dropout": dict(anchoring=True, skip_dropout=0.2),
-}
+from study_job import BUDGETS, VARIANTS, run_job  # noqa: E402
 
-# model: overrides of the tiny preset's model; train: TrainConfig; eval: samples per metric (FactorVAE
-# votes are samples/10 and samples/20, as `evaluate --samples`)
-BUDGETS = {
-    "smoke": dict(seeds=1, image_size=16, model=dict(num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2),
-                                                    attention_resolutions=(2,), num_heads=2),
-                  train=dict(steps=3, batch_size=4, refit_warmup=2, refit_every=2, refit_samples=64),
-                  eval=40),
-    "small": dict(seeds=2, image_size=32, model={},
-                  train=dict(steps=300, batch_size=16, lr=2e-3, refit_warmup=100, refit_every=100,
-                             refit_samples=1024),
-                  eval=1000),
-    "gpu": dict(seeds=3, image_size=32, model={},
-                train=dict(steps=2500, batch_size=64, lr=1e-3, refit_warmup=500, refit_every=500,
-                           refit_samples=4096),
-                eval=5000),
-}
+SCORES = ("factor_vae", "dci_disentanglement", "dci_completeness", "dci_informativeness", "mig",
+          "anchor_purity_above_chance")
+LABELS = ("FactorVAE", "DCI D", "DCI C", "DCI I", "MIG", "anchor purity (above chance)")
 
 
-def _model_config(budget: dict, variant: str) -> dict:
-    from dga_fast.presets import PRESETS
-    cfg = {**PRESETS["tiny"]["model"], **budget["model"], "image_size": budget["image_size"]}
-    v = VARIANTS[variant]
-    cfg["skip_dropout"] = v["skip_dropout"]
-    if v["anchoring"] is None:
-        cfg["anchoring"] = None
-    return cfg
+def _stat(vals: list[float]) -> dict:
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
 
 
-def run_one(job: dict) -> dict:
-    """Train one (variant, seed) and score it. Runs in a worker process."""
-    import numpy as np
-    import torch
-
-    from dga_fast import AnchoredDiffusion
-    from dga_fast import metrics as M
-    from dga_fast.data import SyntheticShapes
-    from dga_fast.train import TrainConfig, fit, get_batch
-
-    torch.set_num_threads(job["threads"])
-    budget, variant, seed = BUDGETS[job["budget"]], job["variant"], job["seed"]
-    device = torch.device(job["device"])
-    ds = SyntheticShapes(budget["image_size"], seed=0)          # one dataset for every run
-    torch.manual_seed(seed)
-    model = AnchoredDiffusion(**_model_config(budget, variant)).to(device)
-    run_dir = Path(job["runs_dir"]) / f"{variant}-seed{seed}"
-    t0 = time.perf_counter()
-    hist = fit(model, ds, run_dir, TrainConfig(**{**budget["train"], "seed": seed, "progress": False,
-                                                "ckpt_every": budget["train"]["steps"]}),
-               run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None,
-                                     "image_size": budget["image_size"]}})
-    train_s = time.perf_counter() - t0
-    model.eval()
-    g = torch.Generator().manual_seed(seed + 12345)
-    idx = torch.randperm(len(ds), generator=g)[:budget["train"]["refit_samples"]]
-    model.refit_anchors(get_batch(ds, idx).to(device))      # fresh principal directions for every variant
-
-    def rep(images):
-        return model.representation(images.to(device))
-
-    n = budget["eval"]
-    t1 = time.perf_counter()
-    fv = M.factor_vae_score(rep, ds, num_variance_estimate=n, num_train=max(n // 10, 5),
-                            num_eval=max(n // 20, 5), seed=seed)
-    dc = M.dci(rep, ds, num_train=n, num_test=max(n // 2, 10), seed=seed, n_jobs=1)
-    mg = M.mig(rep, ds, num_train=n, seed=seed)
-    losses = [v for _, v in hist["losses"]]
-    k = max(1, min(20, len(losses) // 5))
-    return {"variant": variant, "seed": seed, "factor_vae": fv["factor_vae"],
-            "dci_disentanglement": dc["disentanglement"], "dci_completeness": dc["completeness"],
-            "dci_informativeness": dc["informativeness_test"], "mig": mg["mig"],
-            "final_loss": float(np.mean(losses[-k:])) if losses else None,
-            "n_components": model.anchoring.n_components.tolist() if model.anchoring is not None else None,
-            "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - t1, 1)}
-
-
-SCORES = ("factor_vae", "dci_disentanglement", "dci_completeness", "mig")
-
-
-def summarise(results: list[dict]) -> dict:
-    out = {}
-    for v in VARIANTS:
-        rows = [r for r in results if r["variant"] == v]
-        if not rows:
-            continue
-        out[v] = {}
+def summarise(rows: list[dict]) -> dict:
+    """``{dataset: {variant: {score: {mean, std, n}}}}`` over the seeds of the last scored step of each run."""
+    last = {}
+    for r in rows:
+        key = (r["dataset"], r["variant"], r["seed"])
+        if key not in last or r["step"] > last[key]["step"]:
+            last[key] = r
+    out: dict = {}
+    for (d, v, _), r in sorted(last.items()):
+        out.setdefault(d, {}).setdefault(v, {s: [] for s in SCORES})
         for s in SCORES:
-            vals = [r[s] for r in rows]
-            out[v][s] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
-    return out
+            out[d][v][s].append(r[s])
+    return {d: {v: {s: _stat(x) for s, x in vs.items()} for v, vs in sorted(dv.items(), key=lambda kv:
+                list(VARIANTS).index(kv[0]))} for d, dv in out.items()}
+
+
+def verdict(summary: dict) -> list[str]:
+    """Per dataset: does the method beat the baseline by more than one standard deviation (the larger of the
+    two) on FactorVAE or DCI disentanglement?"""
+    lines = []
+    for d, vs in summary.items():
+        if "baseline" not in vs or "dyga+skip_dropout" not in vs:
+            continue
+        for s in ("factor_vae", "dci_disentanglement"):
+            b, m = vs["baseline"][s], vs["dyga+skip_dropout"][s]
+            diff, sd = m["mean"] - b["mean"], max(b["std"], m["std"])
+            word = "beats" if diff > sd else ("is below" if diff < -sd else "is within one std of")
+            lines.append(f"- {d}, {s}: dyga+skip_dropout {word} the baseline "
+                         f"({m['mean']:.3f} vs {b['mean']:.3f}, difference {diff:+.3f}, std {sd:.3f})")
+    return lines
 
 
 def markdown(summary: dict, meta: dict) -> str:
-    head = ("| variant | FactorVAE | DCI disentanglement | DCI completeness | MIG |\n"
-            "|---|---|---|---|---|\n")
-    body = "".join(f"| {v} | " + " | ".join(f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in SCORES) + " |\n"
-                   for v, s in summary.items())
-    b = BUDGETS[meta["budget"]]
-    return (f"# Ablation on SyntheticShapes({b['image_size']}), budget `{meta['budget']}`\n\n"
-            f"{b['seeds'] if meta['seeds'] is None else meta['seeds']} seed(s) per variant, "
-            f"{b['train']['steps']} steps of batch {b['train']['batch_size']}, metrics on {b['eval']} samples; "
-            f"mean ± std over seeds. Device: {meta['device']}; {meta['minutes']:.1f} min in all.\n"
-            f"Command: `{meta['command']}`\n\n" + head + body)
+    head = "| variant | " + " | ".join(LABELS) + " | seeds |\n|---|" + "---|" * (len(LABELS) + 1) + "\n"
+    parts = [f"# Study: {meta['what']}\n\nmean ± std over seeds. Device: {meta['device']}.\n"
+             f"Commands: {'; '.join('`' + c + '`' for c in meta['commands'])}\n"]
+    for d, vs in summary.items():
+        body = "".join(f"| {v} | " + " | ".join(f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in SCORES)
+                       + f" | {s[SCORES[0]]['n']} |\n" for v, s in vs.items())
+        parts.append(f"\n## {d}\n\n" + head + body)
+    lines = verdict(summary)
+    if lines:
+        parts.append("\n" + "\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def write(stem: Path, rows: list[dict], meta: dict) -> None:
+    summary = summarise(rows)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(str(stem) + ".json").write_text(json.dumps({**meta, "summary": summary, "runs": rows}, indent=1) + "\n")
+    md = markdown(summary, meta)
+    Path(str(stem) + ".md").write_text(md)
+    print(md)
+    print(f"wrote {stem}.md and {stem}.json")
+
+
+def merge(paths: list[Path], stem: Path) -> int:
+    rows, commands, devices, what = [], [], set(), set()
+    seen = set()
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        commands += d.get("commands", [])
+        devices.add(d.get("device", "?"))
+        what.add(d.get("what", "?"))
+        for r in d["runs"]:
+            key = (r["dataset"], r["variant"], r["seed"], r["step"], r["budget"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    budgets = {r["budget"] for r in rows}
+    if len(budgets) > 1:
+        raise SystemExit(f"the pieces use different budgets {sorted(budgets)}: merge one budget at a time")
+    write(stem, rows, {"what": "; ".join(sorted(what)), "device": ", ".join(sorted(devices)), "commands": commands,
+                       "merged_from": [str(p) for p in paths], "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return 0
+
+
+def _parse_list(text: str, what: str, allowed=None) -> list:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise SystemExit(f"--{what} is empty")
+    if allowed is not None:
+        bad = [t for t in items if t not in allowed]
+        if bad:
+            raise SystemExit(f"unknown {what} {bad}; choose from {list(allowed)}")
+    return items
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default: the budget's)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, help="JSON files of pieces to merge into --out")
+    p.add_argument("--dataset", default="synthetic-shapes", choices=("synthetic-shapes", "synthetic-sprites"))
+    p.add_argument("--first-stage", type=Path, help="a trained first stage (required unless --merge)")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    p.add_argument("--curve", action="store_true", help="score every checkpoint, not only the last")
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time (processes)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--runs-dir", type=Path, default=None, help="where the runs go (default runs/ablation-BUDGET)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output stem: writes STEM.md and STEM.json (default benchmarks/results/ablation-BUDGET-DEVICE)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="default runs/study-BUDGET")
+    p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.md and STEM.json")
     args = p.parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad or not variants:
-        p.error(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
-    if args.jobs < 1 or (args.seeds is not None and args.seeds < 1):
-        p.error("--jobs and --seeds must be >= 1")
+    if args.merge:
+        return merge(args.merge, args.out)
+    if args.first_stage is None:
+        p.error("--first-stage is required (a first stage trained on --dataset)")
+    if not args.first_stage.exists():
+        raise FileNotFoundError(f"--first-stage {args.first_stage} does not exist")
+    variants = _parse_list(args.variants, "variants", VARIANTS)
+    seeds = [int(s) for s in _parse_list(args.seeds, "seeds")]
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     import torch
 
-    from throughput import device_name, git_commit, slug
+    from throughput import device_name, git_commit
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    seeds = args.seeds or BUDGETS[args.budget]["seeds"]
-    runs_dir = args.runs_dir or Path("runs") / f"ablation-{args.budget}"
+    runs_dir = args.runs_dir or Path("runs") / f"study-{args.budget}"
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    jobs = [dict(budget=args.budget, variant=v, seed=s, device=str(device), runs_dir=str(runs_dir), threads=threads)
-            for s in range(seeds) for v in variants]
+    jobs = [dict(budget=args.budget, dataset=args.dataset, variant=v, seed=s, device=str(device), curve=args.curve,
+                 runs_dir=str(runs_dir), first_stage=str(args.first_stage), threads=threads)
+            for s in seeds for v in variants]
     t0 = time.perf_counter()
-    results = []
+    rows = []
     if args.jobs == 1:
         for j in jobs:
-            results.append(run_one(j))
-            print(json.dumps(results[-1]), flush=True)
+            rows += run_job(j)
+            print(json.dumps(rows[-1]), flush=True)
     else:
         import multiprocessing as mp
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
-            for r in ex.map(run_one, jobs):
-                results.append(r)
-                print(json.dumps(r), flush=True)
-    dev = device_name(device)
-    meta = {"budget": args.budget, "seeds": seeds, "device": dev, "minutes": (time.perf_counter() - t0) / 60,
-            "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            for r in ex.map(run_job, jobs):
+                rows += r
+                print(json.dumps(r[-1]), flush=True)
+    b = BUDGETS[args.budget]
+    meta = {"what": f"latent tiny-latent recipe, budget `{args.budget}` ({b['train']['steps']} steps, "
+                    f"{b['train_images']} training images, metrics on {b['eval']['samples']} samples)",
+            "device": device_name(device), "minutes": round((time.perf_counter() - t0) / 60, 1),
+            "commands": ["python benchmarks/ablation.py " + " ".join(argv)], "first_stage": str(args.first_stage),
             "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    summary = summarise(results)
-    md = markdown(summary, meta)
-    stem = args.out or HERE / "results" / f"ablation-{args.budget}-{slug(dev)}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    Path(str(stem) + ".md").write_text(md)
-    Path(str(stem) + ".json").write_text(json.dumps({**meta, "summary": summary, "runs": results}, indent=2) + "\n")
-    print(md)
-    print(f"wrote {stem}.md and {stem}.json")
+    write(args.out, rows, meta)
     return 0
 
 

@@ -1,0 +1,64 @@
+"""benchmarks/ablation.py end to end at the smoke budget on a small untrained first stage: pieces train and
+score resumably, a second call reuses the scores, and pieces merge into one table."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def first_stage(tmp_path_factory):
+    from dga_fast.nn import FirstStage
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("fs") / "first_stage"
+    FirstStage(image_size=16, ch=8, ch_mult=(1, 2), num_res_blocks=1, num_codes=16).save(d)
+    return d
+
+
+def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
+    import ablation
+    common = ["--first-stage", str(first_stage), "--budget", "smoke", "--runs-dir", str(tmp_path / "runs"),
+              "--seeds", "0"]
+    assert ablation.main(common + ["--variants", "baseline,published", "--out", str(tmp_path / "a")]) == 0
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert {r["variant"] for r in a["runs"]} == {"baseline", "published"}
+    for r in a["runs"]:
+        assert r["step"] == 4 and 0 <= r["factor_vae"] <= 1 and 0 <= r["anchor_purity"] <= 1
+        assert len(r["n_components"]) == 3
+    run = tmp_path / "runs" / "synthetic-shapes" / "published-seed0"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["anchoring"]["shift"] == "published" and cfg["train"]["refit_schedule"] == "epoch"
+    assert cfg["model"]["skip_dropout"] == 0.2
+    base = json.loads((tmp_path / "runs" / "synthetic-shapes" / "baseline-seed0" / "config.json").read_text())
+    assert base["model"]["anchoring"] is None and base["model"]["skip_dropout"] == 0.0
+    # the same piece again: nothing retrained, the stored scores come back
+    stamp = (run / "scores" / "step_0000004.json").stat().st_mtime_ns
+    assert ablation.main(common + ["--variants", "published", "--out", str(tmp_path / "b")]) == 0
+    assert (run / "scores" / "step_0000004.json").stat().st_mtime_ns == stamp
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["runs"][0]["factor_vae"] == [r for r in a["runs"] if r["variant"] == "published"][0]["factor_vae"]
+    assert ablation.main(common + ["--variants", "dyga+skip_dropout", "--curve", "--out", str(tmp_path / "c")]) == 0
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert [r["step"] for r in c["runs"]] == [2, 4]                # every checkpoint scored
+    assert ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out",
+                          str(tmp_path / "all")]) == 0
+    s = json.loads((tmp_path / "all.json").read_text())["summary"]["synthetic-shapes"]
+    assert list(s) == ["baseline", "dyga+skip_dropout", "published"]
+    assert s["baseline"]["factor_vae"]["n"] == 1
+    md = (tmp_path / "all.md").read_text()
+    assert "| baseline |" in md and "dyga+skip_dropout" in md and "difference" in md
+
+
+def test_study_bad_input(tmp_path):
+    import ablation
+    with pytest.raises(SystemExit):
+        ablation.main(["--budget", "smoke", "--out", str(tmp_path / "x")])          # no first stage
+    with pytest.raises(FileNotFoundError, match="first-stage"):
+        ablation.main(["--first-stage", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="unknown variants"):
+        ablation.main(["--first-stage", str(tmp_path), "--variants", "dyga,magic", "--out", str(tmp_path / "x")])
