@@ -96,6 +96,25 @@ def markdown(summary: dict, meta: dict) -> str:
     return "".join(parts)
 
 
+def plot_curves(rows: list[dict], path: Path) -> Path:
+    """Every score over the training steps, one line per (dataset, variant, seed): the learning curves."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(SCORES), figsize=(3.2 * len(SCORES), 3.2), dpi=100)
+    runs = sorted({(r["dataset"], r["variant"], r["seed"]) for r in rows})
+    for key in runs:
+        pts = sorted((r["step"], r) for r in rows if (r["dataset"], r["variant"], r["seed"]) == key)
+        for ax, s, label in zip(axes, SCORES, LABELS):
+            ax.plot([p for p, _ in pts], [r[s] for _, r in pts], marker=".", lw=1, label=" ".join(map(str, key)))
+            ax.set(title=label, xlabel="step")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write(stem: Path, rows: list[dict], meta: dict) -> None:
     summary = summarise(rows)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +123,8 @@ def write(stem: Path, rows: list[dict], meta: dict) -> None:
     Path(str(stem) + ".md").write_text(md)
     print(md)
     print(f"wrote {stem}.md and {stem}.json")
+    if len({r["step"] for r in rows}) > 1:
+        print(f"wrote {plot_curves(rows, Path(str(stem) + '.png'))}")
 
 
 def merge(paths: list[Path], stem: Path) -> int:

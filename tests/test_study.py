@@ -45,6 +45,7 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     assert ablation.main(common + ["--variants", "dyga+skip_dropout", "--curve", "--out", str(tmp_path / "c")]) == 0
     c = json.loads((tmp_path / "c.json").read_text())
     assert [r["step"] for r in c["runs"]] == [2, 4]                # every checkpoint scored
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"      # the learning curves
     assert ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out",
                           str(tmp_path / "all")]) == 0
     s = json.loads((tmp_path / "all.json").read_text())["summary"]["synthetic-shapes"]
