@@ -88,15 +88,16 @@ def test_unit_norm_standardises_every_unit_over_the_batch(b, units, scale, seed)
     torch.testing.assert_close(enc.latent_units(x), (raw - rm) / (rv + 1e-5).sqrt(), atol=1e-4, rtol=1e-4)
 
 
-def test_unit_norm_in_the_model_and_bad_values(tmp_path):
+@pytest.mark.parametrize("kind", ["batch", "whiten"])
+def test_unit_norm_in_the_model_and_bad_values(tmp_path, kind):
     m = AnchoredDiffusion(image_size=16, num_units=3, unit_dim=4, base_channels=8, channel_mult=(1, 2),
                           num_res_blocks=1, attention_resolutions=(2,), num_heads=2, anchoring=None,
-                          unit_norm="batch")
+                          unit_norm=kind)
     assert torch.isfinite(m.loss(torch.rand(4, 3, 16, 16)))
     m.eval()
     m.save(tmp_path / "ck")
     back = AnchoredDiffusion.load(tmp_path / "ck").eval()      # the running statistics came back too
-    assert back.config["unit_norm"] == "batch"
+    assert back.config["unit_norm"] == kind
     x = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(back.encode(x), m.encode(x))
     with pytest.raises(ValueError, match="unit_norm"):

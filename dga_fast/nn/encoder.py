@@ -6,8 +6,10 @@ import math
 import torch
 from torch import nn
 
+from .unit_whitening import UnitWhitening
+
 NORMS = ("group", "batch", "none")
-UNIT_NORMS = (None, "batch")
+UNIT_NORMS = (None, "batch", "whiten")
 
 
 def _conv_norm(kind: str, channels: int) -> nn.Module:
@@ -39,8 +41,8 @@ class FeatureExtractor(nn.Module):
 
     ``unit_norm="batch"`` standardises the ``U`` scalars themselves (BatchNorm1d without affine: zero mean and
     unit variance per unit over the training batch, running statistics in eval mode), so no unit can shrink
-    to a constant while another carries a factor alone (issue 14's folded hues); ``None`` (default) leaves
-    them as the head makes them.
+    to a constant while another carries a factor alone (issue 14's folded hues); ``unit_norm="whiten"`` also
+    decorrelates them over the batch (``UnitWhitening``); ``None`` (default) leaves them as the head makes them.
     """
 
     def __init__(self, image_size: int = 64, in_channels: int = 3, num_units: int = 20, unit_dim: int = 32,
@@ -63,6 +65,8 @@ class FeatureExtractor(nn.Module):
         self.head = nn.Sequential(*[m for m in head if not isinstance(m, nn.Identity)])
         if unit_norm == "batch":
             self.unit_norm = nn.BatchNorm1d(num_units, affine=False)
+        elif unit_norm == "whiten":
+            self.unit_norm = UnitWhitening(num_units)
         self.mlp = UnitMLP(num_units, (1, hidden, unit_dim), final_act=False)
         self.num_units, self.unit_dim = num_units, unit_dim
 
