@@ -28,6 +28,10 @@ BUDGETS = {
                              anchoring=dict(init_components=2, max_components=4, em_iters=3, min_cluster_size=2)),
                   train=dict(steps=4, batch_size=4, refit_warmup=2, refit_every=2, refit_samples=32, ckpt_every=2),
                   eval=dict(samples=40, purity_base=2, purity_steps=2, probe_steps=2)),
+    # the learning curves (--curve): the cpu budget trained twice as long, a checkpoint every 1000 steps
+    "curve": dict(train_images=16384, held_out=256, model={},
+                  train=dict(steps=6000, refit_warmup=300, refit_every=300, ckpt_every=1000),
+                  eval=dict(samples=1000, purity_base=16, purity_steps=25, probe_steps=400)),
     # where the baseline's curves plateau (benchmarks/results/curves-*.json)
     "cpu": dict(train_images=16384, held_out=256, model={},
                 train=dict(steps=3000, refit_warmup=300, refit_every=300, ckpt_every=500),
