@@ -170,6 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     p.add_argument("--curve", action="store_true", help="score every checkpoint, not only the last")
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time (processes)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per training (default: cores / jobs)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--runs-dir", type=Path, default=None, help="default runs/study-BUDGET")
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.md and STEM.json")
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
     from throughput import device_name, git_commit
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     runs_dir = args.runs_dir or Path("runs") / f"study-{args.budget}"
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     jobs = [dict(budget=args.budget, dataset=args.dataset, variant=v, seed=s, device=str(device), curve=args.curve,
                  runs_dir=str(runs_dir), first_stage=str(args.first_stage), threads=threads)
             for s in seeds for v in variants]
