@@ -46,8 +46,15 @@ SCORES = ("factor_vae", "dci_disentanglement", "dci_completeness", "dci_informat
 LABELS = ("FactorVAE", "DCI D", "DCI C", "DCI I", "MIG", "anchor purity (above chance)")
 
 
-def _stat(vals: list[float]) -> dict:
+def _stat(vals: list) -> dict:
+    vals = [v for v in vals if v is not None]   # a score the budget does not compute is None
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+
+
+def _cell(s: dict) -> str:
+    return "—" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -87,7 +94,7 @@ def markdown(summary: dict, meta: dict) -> str:
     parts = [f"# Study: {meta['what']}\n\nmean ± std over seeds. Device: {meta['device']}.\n"
              f"Commands: {'; '.join('`' + c + '`' for c in meta['commands'])}\n"]
     for d, vs in summary.items():
-        body = "".join(f"| {v} | " + " | ".join(f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in SCORES)
+        body = "".join(f"| {v} | " + " | ".join(_cell(s[k]) for k in SCORES)
                        + f" | {s[SCORES[0]]['n']} |\n" for v, s in vs.items())
         parts.append(f"\n## {d}\n\n" + head + body)
     lines = verdict(summary)
@@ -106,7 +113,8 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
     for key in runs:
         pts = sorted((r["step"], r) for r in rows if (r["dataset"], r["variant"], r["seed"]) == key)
         for ax, s, label in zip(axes, SCORES, LABELS):
-            ax.plot([p for p, _ in pts], [r[s] for _, r in pts], marker=".", lw=1, label=" ".join(map(str, key)))
+            ax.plot([p for p, _ in pts], [float("nan") if r[s] is None else r[s] for _, r in pts], marker=".",
+                    lw=1, label=" ".join(map(str, key)))
             ax.set(title=label, xlabel="step")
     axes[0].legend(fontsize=6)
     fig.tight_layout()

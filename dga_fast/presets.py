@@ -22,7 +22,7 @@ PRESETS = {
     "tiny-latent": dict(
         model=dict(image_size=32, num_units=10, unit_dim=16, base_channels=64, channel_mult=(1, 2, 2),
                    encoder_channels=32, num_res_blocks=1, attention_resolutions=(1, 2), num_heads=4,
-                   skip_dropout=0.2, unit_norm="batch", cond_dropout=0.1, guidance=2.0,
+                   skip_dropout=0.2, unit_norm="whiten", cond_dropout=0.1, guidance=2.0,
                    skip_dropout_resolutions=(1, 2),
                    anchoring=dict(init_components=8, max_components=16, em_iters=15, min_cluster_size=8),
                    first_stage=dict(image_size=32, in_channels=3, ch=32, ch_mult=(1, 2, 4), num_res_blocks=2,

@@ -60,6 +60,7 @@ def test_an_exact_generator_has_purity_one():
     r = anchor_purity(m, TwoFactors(), probe=read_pixels, n_base=12)
     assert r["purity"] == 1.0 and r["purity_above_chance"] == 1.0
     assert [u["factor"] for u in r["units"]] == ["a", "b"]
+    assert r["units"][0]["above_per_factor"]["b"] == 0.0          # unit 0's regions leave b to the images
     assert [len(u["regions"]) for u in r["units"]] == [3, 4]
     assert abs(sum(x["weight"] for x in r["units"][1]["regions"]) - 1) < 1e-3
 
@@ -76,7 +77,16 @@ def test_a_generator_that_ignores_the_tokens_is_at_chance():
     r = anchor_purity(StandIn(ignore=True), TwoFactors(), probe=read_pixels, n_base=12, seed=3)
     assert r["purity_above_chance"] == 0.0
     for u in r["units"]:
-        assert u["purity"] == r["chance"][u["factor"]] < 1.0
+        assert u["purity"] == u["pooled"] < 1.0
+
+
+def test_a_generator_that_renders_one_value_is_not_pure_above_chance():
+    """Every region yields the same factor values (a generator that renders one scene whatever the tokens):
+    raw purity 1, above its pooled level 0."""
+    m = StandIn()
+    m.sample = lambda tokens, steps, noise: TwoFactors().images_from_factors(np.zeros((len(tokens), 2), int))
+    r = anchor_purity(m, TwoFactors(), probe=read_pixels, n_base=12)
+    assert r["purity"] == 1.0 and r["purity_above_chance"] == 0.0
 
 
 def test_gaussian_draws_have_the_mixture_moments():

@@ -7,14 +7,17 @@ images are generated from those tokens (DDIM, seeded noise shared by all regions
 real images (``ImageFactorProbe``) classifies their factors. A region's purity for factor ``f`` is the fraction
 of its generated images whose predicted ``f`` is the region's most frequent value; a unit's purity for ``f`` is
 the mean over its regions weighted by the mixture weights; the unit's purity is that of its factor, the one
-whose purity is furthest above chance (below). ``purity``
+whose purity is furthest above its pooled level (below). ``purity``
 is the mean over units: 1 means every region yields a single value of the unit's factor.
 
-A unit that controls nothing yields the base images' values, so its purity is the chance level of that factor
-(``chance``: the modal fraction of the probe's predictions on the base images themselves); ``purity_above_chance``
-rescales each unit's purity to ``(p − chance) / (1 − chance)`` of its factor (0 at chance, 1 pure). Factors with
+A region can be pure without the unit controlling anything (a generator that renders one shape for every
+image gives every region the same value), so each unit's purity is compared with its *pooled* level: the modal
+fraction of all of the unit's generated images together (regions weighted). ``purity_above_chance`` is
+``(within − pooled) / (1 − pooled)`` of each unit's factor, averaged over units: 0 when the regions do not differ
+(a unit that changes nothing, a single Gaussian, or a factor the generator does not render), 1 when every region
+yields its own single value. The unit's factor is the one furthest above its pooled level. Factors with
 more than ``max_classes`` values are binned into that many equal ranges. The probe's held-out accuracy on real
-images is reported beside (``probe_accuracy``): a factor it cannot read off real images scores near chance.
+images is reported beside (``probe_accuracy``): a factor it cannot read off real images scores near 0.
 Cost: ``n_base`` generated images per Gaussian (units × components × n_base samples of ``steps`` DDIM steps).
 """
 from __future__ import annotations
@@ -38,8 +41,28 @@ def gaussian_draws(dyga, unit: int, k: int, n: int,
     return x.to(dyga.norm_shift.dtype)
 
 
-def _modal_fraction(v: np.ndarray) -> float:
-    return float(np.bincount(v).max() / len(v))
+def _unit_purity(u: int, ks: list, w: np.ndarray,  # w [K] region weights (sum 1)
+                 preds: np.ndarray,                  # [K, n, F] predicted classes per region
+                 names: list) -> dict:
+    """Within-region purity (weighted mean of each region's modal fraction), the pooled level (the modal
+    fraction of all the unit's regions' images together, weighted) and, per factor, how far the first is above
+    the second; the unit's factor is the one furthest above."""
+    K, n, F = preds.shape
+    within, pooled = np.zeros(F), np.zeros(F)
+    for f in range(F):
+        hist = np.stack([np.bincount(preds[k, :, f], minlength=int(preds[..., f].max()) + 1) / n
+                         for k in range(K)])                                      # [K, C]
+        within[f] = float((w * hist.max(1)).sum())
+        pooled[f] = float((w[:, None] * hist).sum(0).max())
+    above_all = np.where(pooled < 1.0, (within - pooled) / np.maximum(1.0 - pooled, 1e-12), 0.0)
+    best = int(above_all.argmax())
+    regions = [{"component": int(k), "weight": round(float(wk), 4),
+                "purity": [round(float(np.bincount(preds[i, :, f]).max() / n), 4) for f in range(F)]}
+               for i, (k, wk) in enumerate(zip(ks, w))]
+    return {"unit": u, "factor": names[best], "purity": round(float(within[best]), 4),
+            "pooled": round(float(pooled[best]), 4), "above_chance": round(float(above_all[best]), 4),
+            "per_factor": {nm: round(float(p), 4) for nm, p in zip(names, within)},
+            "above_per_factor": {nm: round(float(p), 4) for nm, p in zip(names, above_all)}, "regions": regions}
 
 
 def _check(model, n_base: int, anchoring=None):
@@ -63,7 +86,7 @@ def anchor_purity(model, dataset, *, probe=None, anchoring=None, n_base: int = 1
     ``ImageFactorProbe`` fitted here with ``seed``); ``anchoring``: the regions to score (default
     ``model.anchoring``), e.g. a mixture fitted afterwards to the tokens of a model trained without DyGA (the
     model's own sampling is unchanged: it uses ``model.anchoring``, if any). Returns ``purity``, ``purity_above_chance``, per unit
-    ``units`` (factor, purity, per-factor purities, regions) and ``chance`` / ``probe_accuracy`` per factor."""
+    ``units`` (factor, purity, pooled level, per-factor values, regions) and ``probe_accuracy`` per factor."""
     from tqdm.auto import tqdm
     dyga = _check(model, n_base, anchoring)
     probe = probe if probe is not None else ImageFactorProbe.fit(dataset, seed=seed, max_classes=max_classes,
@@ -75,33 +98,22 @@ def anchor_purity(model, dataset, *, probe=None, anchoring=None, n_base: int = 1
     tokens = model.encode(base.to(device))                                       # [n, U, Dc]
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn((n_base,) + tuple(getattr(model, "diffusion_shape", base.shape[1:])), generator=g)
-    chance = [_modal_fraction(v) for v in np.asarray(probe(base)).T]
     weights = dyga.state.log_weights.exp()
     units = []
     todo = [(u, k) for u in range(dyga.num_units) for k in range(dyga.max_components) if bool(dyga.active[u, k])]
     bar = tqdm(total=len(todo), desc="anchor purity", disable=not progress, leave=False)
     for u in range(dyga.num_units):
-        per_factor, regions = np.zeros(len(names)), []
         ks = [k for (uu, k) in todo if uu == u]
         w = weights[u, ks].double()
-        w = (w / w.sum()).tolist()
-        for k, wk in zip(ks, w):
+        w = (w / w.sum()).numpy()
+        preds = []
+        for k in ks:
             t = tokens.clone()
             t[:, u] = gaussian_draws(dyga, u, k, n_base, g).to(t)
-            pred = np.asarray(probe(model.sample(t, steps=steps, noise=noise.to(device)).cpu()))
-            frac = [_modal_fraction(v) for v in pred.T]
-            per_factor += wk * np.asarray(frac)
-            regions.append({"component": k, "weight": round(wk, 4), "purity": [round(f, 4) for f in frac]})
+            preds.append(np.asarray(probe(model.sample(t, steps=steps, noise=noise.to(device)).cpu())))
             bar.update()
-        above_all = (per_factor - np.asarray(chance)) / np.maximum(1.0 - np.asarray(chance), 1e-12)
-        best = int(above_all.argmax())               # the factor the unit's regions separate most above chance
-        above = above_all[best]
-        units.append({"unit": u, "factor": names[best], "purity": round(float(per_factor[best]), 4),
-                      "above_chance": round(float(above), 4),
-                      "per_factor": {n: round(float(p), 4) for n, p in zip(names, per_factor)},
-                      "regions": regions})
+        units.append(_unit_purity(u, ks, w, np.stack(preds), names))   # preds [K, n, F]
     bar.close()
     return {"purity": round(float(np.mean([r["purity"] for r in units])), 4),
             "purity_above_chance": round(float(np.mean([r["above_chance"] for r in units])), 4),
-            "units": units, "chance": {n: round(c, 4) for n, c in zip(names, chance)},
-            "probe_accuracy": dict(getattr(probe, "accuracy", {})), "n_base": n_base, "steps": steps}
+            "units": units, "probe_accuracy": dict(getattr(probe, "accuracy", {})), "n_base": n_base, "steps": steps}
