@@ -116,6 +116,9 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
             ax.plot([p for p, _ in pts], [float("nan") if r[s] is None else r[s] for _, r in pts], marker=".",
                     lw=1, label=" ".join(map(str, key)))
             ax.set(title=label, xlabel="step")
+    for ax, s in zip(axes, SCORES):
+        if all(r[s] is None for r in rows):
+            ax.text(0.5, 0.5, "not scored at this budget", ha="center", va="center", transform=ax.transAxes)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)
