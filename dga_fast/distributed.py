@@ -83,8 +83,9 @@ def local_device(device: str | torch.device) -> torch.device:
 
 
 class Reducer:
-    """Sums (and maxima) over the ranks of a process group (``world`` ranks, this one ``rank``). ``Reducer()`` follows the
-    default group when one of more than one rank is initialised; ``LOCAL`` is the one-process identity."""
+    """Sums (and maxima) over the ranks of a process group (``world`` ranks, this one ``rank``).
+    ``Reducer()`` follows the default group when one of more than one rank is initialised; ``LOCAL`` is the
+    one-process identity."""
 
     def __init__(self, group=None, enabled: bool = True):
         on = enabled and dist.is_available() and dist.is_initialized()

@@ -85,8 +85,8 @@ def anchor_purity(model, dataset, *, probe=None, anchoring=None, n_base: int = 1
     ``images_from_factors`` / ``factor_sizes``; ``probe``: a callable images → ``[N, F]`` classes (default: an
     ``ImageFactorProbe`` fitted here with ``seed``); ``anchoring``: the regions to score (default
     ``model.anchoring``), e.g. a mixture fitted afterwards to the tokens of a model trained without DyGA (the
-    model's own sampling is unchanged: it uses ``model.anchoring``, if any). Returns ``purity``, ``purity_above_chance``, per unit
-    ``units`` (factor, purity, pooled level, per-factor values, regions) and ``probe_accuracy`` per factor."""
+    model's own sampling is unchanged: it uses ``model.anchoring``, if any). Returns ``purity``,
+    ``purity_above_chance``, per unit ``units`` (factor, purity, pooled level, per-factor values, regions) and ``probe_accuracy`` per factor."""
     from tqdm.auto import tqdm
     dyga = _check(model, n_base, anchoring)
     probe = probe if probe is not None else ImageFactorProbe.fit(dataset, seed=seed, max_classes=max_classes,
