@@ -101,6 +101,11 @@ def train(job: dict):
     model = AnchoredDiffusion(**model_cfg, first_stage=fs).to(job["device"])
     out = job_dir(job)
     resume = any((out / "checkpoints").glob("step_*"))
+    if resume:   # a run directory of another budget (or of older code) is never continued as this job
+        stored = json.loads((out / "config.json").read_text()).get("study", {})
+        want = {k: job[k] for k in ("budget", "variant", "seed")}
+        if stored != want:
+            raise ValueError(f"{out} holds a run of {stored or 'no study job'}, not {want}: use another --runs-dir")
     fit(model, train_ds, out, TrainConfig(**train_cfg), resume=resume,
         run_info={"dataset": {"name": job["dataset"], "data_dir": None, "image_size": fs.config["image_size"],
                               "first_stage": str(fs_dir.resolve())},

@@ -63,3 +63,16 @@ def test_study_bad_input(tmp_path):
         ablation.main(["--first-stage", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="unknown variants"):
         ablation.main(["--first-stage", str(tmp_path), "--variants", "dyga,magic", "--out", str(tmp_path / "x")])
+
+
+def test_a_run_of_another_budget_is_not_continued(first_stage, tmp_path):
+    import ablation
+    runs = tmp_path / "runs" / "synthetic-shapes" / "baseline-seed0"
+    args = ["--first-stage", str(first_stage), "--budget", "smoke", "--runs-dir", str(tmp_path / "runs"),
+            "--seeds", "0", "--variants", "baseline", "--out", str(tmp_path / "a")]
+    assert ablation.main(args) == 0
+    cfg = json.loads((runs / "config.json").read_text())
+    cfg["study"]["budget"] = "cpu"
+    (runs / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="another --runs-dir"):
+        ablation.main(args)
