@@ -84,6 +84,8 @@ def verdict(summary: dict) -> list[str]:
             b, m = vs["baseline"][s], vs["dyga+skip_dropout"][s]
             diff, sd = m["mean"] - b["mean"], max(b["std"], m["std"])
             word = "beats" if diff > sd else ("is below" if diff < -sd else "is within one std of")
+            if min(b["n"], m["n"]) < 2:
+                word = "(one seed: no std, no verdict) vs"
             lines.append(f"- {d}, {s}: dyga+skip_dropout {word} the baseline "
                          f"({m['mean']:.3f} vs {b['mean']:.3f}, difference {diff:+.3f}, std {sd:.3f})")
     return lines
