@@ -53,7 +53,7 @@ def job_dir(job: dict) -> Path:
 
 
 def _configs(job: dict, fs):
-    from dga_fast.presets import PRESETS, PUBLISHED_DYGA
+    from dga_fast.presets import PRESETS, use_published_dyga
     budget, variant = BUDGETS[job["budget"]], VARIANTS[job["variant"]]
     preset = PRESETS["tiny-latent"]
     model = {k: v for k, v in preset["model"].items() if k != "first_stage"}
@@ -62,8 +62,7 @@ def _configs(job: dict, fs):
     if not variant["anchoring"]:
         model["anchoring"] = None
     elif variant.get("published"):
-        model["anchoring"] = {**model["anchoring"], **PUBLISHED_DYGA["anchoring"]}
-        train.update(PUBLISHED_DYGA["train"])
+        use_published_dyga(model, train)
     return model, train
 
 

@@ -25,16 +25,6 @@ def _device(name: str | None) -> str:
     return device
 
 
-def _use_published_dyga(model_cfg: dict, train_cfg: dict) -> None:
-    """``--published-dyga``: the preset's DyGA options and refit schedule replaced by the published ones."""
-    from .presets import PUBLISHED_DYGA
-    if model_cfg.get("anchoring") is None:
-        raise ValueError("--published-dyga changes DyGA; it cannot be combined with --no-anchoring")
-    base = model_cfg["anchoring"] if isinstance(model_cfg["anchoring"], dict) else {}
-    model_cfg["anchoring"] = {**base, **PUBLISHED_DYGA["anchoring"]}
-    train_cfg.update(PUBLISHED_DYGA["train"])
-
-
 def cmd_demo(args) -> int:
     from .demo import run_training_demo
     s = run_training_demo(args.out, args.steps, args.seed, progress=not args.no_progress,
@@ -65,7 +55,7 @@ def cmd_train(args) -> int:
     from dataclasses import asdict
     from .collapse import EncoderCollapse
     from .model import AnchoredDiffusion
-    from .presets import PRESETS
+    from .presets import PRESETS, use_published_dyga
     from .train import TrainConfig, fit
 
     out = Path(args.out)
@@ -91,7 +81,7 @@ def cmd_train(args) -> int:
         if args.no_anchoring:
             model_cfg["anchoring"] = None
         if args.published_dyga:
-            _use_published_dyga(model_cfg, train_cfg)
+            use_published_dyga(model_cfg, train_cfg)
         if args.skip_dropout is not None:
             model_cfg["skip_dropout"] = args.skip_dropout
         for key in ("steps", "batch_size", "ckpt_every", "seed", "lr", "lr_schedule", "ema_decay"):

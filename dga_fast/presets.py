@@ -9,6 +9,16 @@ from __future__ import annotations
 PUBLISHED_DYGA = dict(anchoring=dict(split="coin", split_threshold=0.5, shift="published"),
                       train=dict(refit_schedule="epoch"))
 
+
+def use_published_dyga(model_cfg: dict, train_cfg: dict) -> None:
+    """``--published-dyga`` (and the study's ``published`` variant): the DyGA options of ``model_cfg`` and the
+    refit schedule of ``train_cfg`` replaced in place by ``PUBLISHED_DYGA``'s, the other DyGA options kept."""
+    if model_cfg.get("anchoring") is None:
+        raise ValueError("--published-dyga changes DyGA; it cannot be combined with --no-anchoring")
+    base = model_cfg["anchoring"] if isinstance(model_cfg["anchoring"], dict) else {}
+    model_cfg["anchoring"] = {**base, **PUBLISHED_DYGA["anchoring"]}
+    train_cfg.update(PUBLISHED_DYGA["train"])
+
 PRESETS = {
     # a few minutes on a 2-core CPU at 32x32: what `make demo` trains
     "tiny": dict(

@@ -38,7 +38,7 @@ class RefitSchedule:
         ``n_images`` training images at the global batch (``batch_size × world``), from the end of the first
         epoch on, on all of them (a tenth above 100,000); each refit starts from scratch, as every refit does."""
         every, warmup, samples = cfg.refit_every, cfg.refit_warmup, cfg.refit_samples
-        if getattr(cfg, "refit_schedule", "steps") == "epoch":
+        if cfg.refit_schedule == "epoch":
             if not n_images:
                 raise ValueError("refit_schedule='epoch' needs the number of training images")
             every = warmup = max(1, math.ceil(n_images / (cfg.batch_size * world)))

@@ -110,17 +110,17 @@ def test_epoch_refit_schedule_is_once_per_epoch_on_all_images():
 
 
 def test_published_dyga_switch_of_the_cli():
-    from dga_fast.cli import _use_published_dyga
+    from dga_fast.presets import use_published_dyga
     from dga_fast.presets import PRESETS
     model_cfg = dict(PRESETS["tiny"]["model"])
     train_cfg = dict(PRESETS["tiny"]["train"])
-    _use_published_dyga(model_cfg, train_cfg)
+    use_published_dyga(model_cfg, train_cfg)
     a = model_cfg["anchoring"]
     assert (a["split"], a["split_threshold"], a["shift"], a["init_components"]) == ("coin", 0.5, "published", 8)
     assert train_cfg["refit_schedule"] == "epoch"
     assert PRESETS["tiny"]["model"]["anchoring"].get("shift") is None    # the preset itself is unchanged
     with pytest.raises(ValueError, match="--no-anchoring"):
-        _use_published_dyga({"anchoring": None}, {})
+        use_published_dyga({"anchoring": None}, {})
 
 
 def test_a_model_with_the_published_dyga_trains(tmp_path):

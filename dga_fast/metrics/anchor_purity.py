@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..mixture.normalise import denormalise_means
 from .image_probe import ImageFactorProbe
 
 
@@ -37,7 +38,7 @@ def gaussian_draws(dyga, unit: int, k: int, n: int,
     z = torch.randn(n, mu.shape[0], generator=generator, dtype=torch.float64)
     proj = z @ Q                                                                  # [n, dmax]
     x = mu + (proj * a.clamp_min(0).sqrt()) @ Q.T + b.clamp_min(0).sqrt() * (z - proj @ Q.T)
-    x = x * dyga.norm_scale[unit].double() + dyga.norm_shift[unit].double()
+    x = denormalise_means(x[None], dyga.norm_shift[unit:unit + 1].double(), dyga.norm_scale[unit:unit + 1])[0]
     return x.to(dyga.norm_shift.dtype)
 
 
@@ -48,17 +49,18 @@ def _unit_purity(u: int, ks: list, w: np.ndarray,  # w [K] region weights (sum 1
     fraction of all the unit's regions' images together, weighted) and, per factor, how far the first is above
     the second; the unit's factor is the one furthest above."""
     K, n, F = preds.shape
-    within, pooled = np.zeros(F), np.zeros(F)
+    modal = np.zeros((K, F))                                  # each region's modal fraction per factor
+    pooled = np.zeros(F)
     for f in range(F):
         hist = np.stack([np.bincount(preds[k, :, f], minlength=int(preds[..., f].max()) + 1) / n
                          for k in range(K)])                                      # [K, C]
-        within[f] = float((w * hist.max(1)).sum())
+        modal[:, f] = hist.max(1)
         pooled[f] = float((w[:, None] * hist).sum(0).max())
+    within = (w[:, None] * modal).sum(0)                                          # [F]
     above_all = np.where(pooled < 1.0, (within - pooled) / np.maximum(1.0 - pooled, 1e-12), 0.0)
     best = int(above_all.argmax())
-    regions = [{"component": int(k), "weight": round(float(wk), 4),
-                "purity": [round(float(np.bincount(preds[i, :, f]).max() / n), 4) for f in range(F)]}
-               for i, (k, wk) in enumerate(zip(ks, w))]
+    regions = [{"component": int(k), "weight": round(float(wk), 4), "purity": [round(float(v), 4) for v in m]}
+               for k, wk, m in zip(ks, w, modal)]
     return {"unit": u, "factor": names[best], "purity": round(float(within[best]), 4),
             "pooled": round(float(pooled[best]), 4), "above_chance": round(float(above_all[best]), 4),
             "per_factor": {nm: round(float(p), 4) for nm, p in zip(names, within)},
