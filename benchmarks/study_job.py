@@ -128,6 +128,7 @@ def score(model, ds, job: dict) -> dict:
 
     from dga_fast import DynamicGaussianAnchoring
     from dga_fast import metrics as M
+    from dga_fast.evaluate import metric_calls
     from dga_fast.train import get_batch
     ev, seed = BUDGETS[job["budget"]]["eval"], job["seed"]
     model.eval()
@@ -145,12 +146,9 @@ def score(model, ds, job: dict) -> dict:
     def rep(images):
         return model.representation(images.to(device))
 
-    n = ev["samples"]
     t = time.perf_counter()
-    fv = M.factor_vae_score(rep, ds, num_variance_estimate=n, num_train=max(n // 10, 5),
-                            num_eval=max(n // 20, 5), seed=seed)
-    dc = M.dci(rep, ds, num_train=n, num_test=max(n // 2, 10), seed=seed, n_jobs=1)
-    mg = M.mig(rep, ds, num_train=n, seed=seed)
+    calls = metric_calls(rep, ds, ev["samples"], seed, n_jobs=1)     # evaluate --samples N's sample counts
+    fv, dc, mg = calls["factor_vae"](), calls["dci"](), calls["mig"]()
     pur = {"purity": None, "purity_above_chance": None, "units": [], "probe_accuracy": None}
     if ev["purity_base"]:   # 0: not scored (the curve budget)
         pur = M.anchor_purity(model, ds, probe=_probe(ds, job), anchoring=regions, n_base=ev["purity_base"],

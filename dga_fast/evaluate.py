@@ -30,15 +30,17 @@ def _heatmap(matrix, xlabels, ylabels, title, path):
     return save_figure(fig, path)
 
 
-def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None, progress: bool = False) -> dict:
+def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None, progress: bool = False,
+                 n_jobs: int | None = None) -> dict:
     """``{metric name: () -> result}`` for representation ``rep(images) -> [N, U]`` on ``ds``; ``samples`` as in
-    ``evaluate_run``; ``model`` (for ``anchor_purity``, which generates images) the model ``rep`` reads."""
+    ``evaluate_run``; ``model`` (for ``anchor_purity``, which generates images) the model ``rep`` reads;
+    ``n_jobs`` DCI's classifier processes (None: its default)."""
     from . import metrics as M
     n = samples
     kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
     return {
         "mig": lambda: M.mig(rep, ds, seed=seed, **({} if n is None else {"num_train": n})),
-        "dci": lambda: M.dci(rep, ds, seed=seed, **kw),
+        "dci": lambda: M.dci(rep, ds, seed=seed, **kw, **({} if n_jobs is None else {"n_jobs": n_jobs})),
         "sap": lambda: M.sap(rep, ds, seed=seed, **kw),
         "modularity": lambda: M.modularity_explicitness(rep, ds, seed=seed, **kw),
         "factor_vae": lambda: M.factor_vae_score(
