@@ -57,20 +57,44 @@ def _cell(s: dict) -> str:
     return "—" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
-def summarise(rows: list[dict]) -> dict:
-    """``{dataset: {variant: {score: {mean, std, n}}}}`` over the seeds of the last scored step of each run."""
+def _last(rows: list[dict]) -> dict:
+    """``{(dataset, variant, seed): row}`` of the last scored step of each run."""
     last = {}
     for r in rows:
         key = (r["dataset"], r["variant"], r["seed"])
         if key not in last or r["step"] > last[key]["step"]:
             last[key] = r
+    return last
+
+
+def summarise(rows: list[dict]) -> dict:
+    """``{dataset: {variant: {score: {mean, std, n}}}}`` over the seeds of the last scored step of each run."""
     out: dict = {}
-    for (d, v, _), r in sorted(last.items()):
+    for (d, v, _), r in sorted(_last(rows).items()):
         out.setdefault(d, {}).setdefault(v, {s: [] for s in SCORES})
         for s in SCORES:
             out[d][v][s].append(r[s])
     return {d: {v: {s: _stat(x) for s, x in vs.items()} for v, vs in sorted(dv.items(), key=lambda kv:
                 list(VARIANTS).index(kv[0]))} for d, dv in out.items()}
+
+
+def paired(rows: list[dict]) -> dict:
+    """``{dataset: {variant: {score: {mean, std, n, wins}}}}``: per seed, the variant's score minus the baseline's
+    of the same seed (same batches and initial weights), over the seeds both have; ``wins`` counts the seeds where
+    the variant scored higher. Pairing removes the seed's share of the spread that both runs have in common."""
+    last = _last(rows)
+    out: dict = {}
+    for (d, v, seed), r in sorted(last.items()):
+        base = last.get((d, "baseline", seed))
+        if v == "baseline" or base is None:
+            continue
+        diffs = out.setdefault(d, {}).setdefault(v, {s: [] for s in SCORES})
+        for s in SCORES:
+            if r[s] is not None and base[s] is not None:
+                diffs[s].append(r[s] - base[s])
+    return {d: {v: {s: {**_stat(x), "wins": sum(e > 0 for e in x)} for s, x in vs.items()}
+                for v, vs in sorted(dv.items(), key=lambda kv: list(VARIANTS).index(kv[0]))}
+            for d, dv in out.items()}
 
 
 def verdict(summary: dict) -> list[str]:
@@ -91,7 +115,11 @@ def verdict(summary: dict) -> list[str]:
     return lines
 
 
-def markdown(summary: dict, meta: dict) -> str:
+def _paired_cell(s: dict) -> str:
+    return "—" if s["mean"] is None else f"{s['mean']:+.3f} ± {s['std']:.3f} ({s['wins']}/{s['n']})"
+
+
+def markdown(summary: dict, meta: dict, pairs: dict | None = None) -> str:
     head = "| variant | " + " | ".join(LABELS) + " | seeds |\n|---|" + "---|" * (len(LABELS) + 1) + "\n"
     parts = [f"# Study: {meta['what']}\n\nmean ± std over seeds. Device: {meta['device']}.\n"
              f"Commands: {'; '.join('`' + c + '`' for c in meta['commands'])}\n"]
@@ -99,6 +127,12 @@ def markdown(summary: dict, meta: dict) -> str:
         body = "".join(f"| {v} | " + " | ".join(_cell(s[k]) for k in SCORES)
                        + f" | {s[SCORES[0]]['n']} |\n" for v, s in vs.items())
         parts.append(f"\n## {d}\n\n" + head + body)
+        if (pairs or {}).get(d):
+            body = "".join(f"| {v} − baseline | " + " | ".join(_paired_cell(s[k]) for k in SCORES)
+                           + f" | {s[SCORES[0]]['n']} |\n" for v, s in pairs[d].items())
+            parts.append("\nPaired by seed: mean ± std of (variant − baseline of the same seed), and in brackets "
+                         "the seeds where the variant is higher.\n\n" + head.replace("| variant |", "| pair |")
+                         + body)
     lines = verdict(summary)
     if lines:
         parts.append("\n" + "\n".join(lines) + "\n")
@@ -129,10 +163,11 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
 
 
 def write(stem: Path, rows: list[dict], meta: dict) -> None:
-    summary = summarise(rows)
+    summary, pairs = summarise(rows), paired(rows)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    Path(str(stem) + ".json").write_text(json.dumps({**meta, "summary": summary, "runs": rows}, indent=1) + "\n")
-    md = markdown(summary, meta)
+    Path(str(stem) + ".json").write_text(json.dumps({**meta, "summary": summary, "paired": pairs, "runs": rows},
+                                                    indent=1) + "\n")
+    md = markdown(summary, meta, pairs)
     Path(str(stem) + ".md").write_text(md)
     print(md)
     print(f"wrote {stem}.md and {stem}.json")

@@ -53,6 +53,12 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     assert s["baseline"]["factor_vae"]["n"] == 1
     md = (tmp_path / "all.md").read_text()
     assert "| baseline |" in md and "dyga+skip_dropout" in md and "difference" in md
+    # paired by seed: the variant's score minus the baseline's of the same seed
+    pairs = json.loads((tmp_path / "all.json").read_text())["paired"]["synthetic-shapes"]
+    by = {r["variant"]: r for r in a["runs"]}
+    want = by["published"]["factor_vae"] - by["baseline"]["factor_vae"]
+    assert pairs["published"]["factor_vae"]["mean"] == pytest.approx(want, abs=1e-12)
+    assert pairs["published"]["factor_vae"]["wins"] == int(want > 0) and "| published − baseline |" in md
 
 
 def test_study_bad_input(tmp_path):
