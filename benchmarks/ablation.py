@@ -19,6 +19,7 @@ Variants (everything else equal: model, schedule and data from the budget; see `
   skip_dropout      anchoring off, skip_dropout 0.2
   dyga+skip_dropout anchoring on,  skip_dropout 0.2   (the method)
   published         dyga+skip_dropout with ``--published-dyga`` (coin split, min-max shift, refit per epoch)
+  dyga+skip_dropout@align0.5   the method with align_max 0.5 instead of 0.1 (a 5x stronger pull to the anchors)
 
 A first stage comes from ``make demo`` (``runs/demo/first_stage``, SyntheticShapes) or from
 ``python -m dga_fast train-autoencoder --dataset synthetic-sprites --image-size 32 --out RUN``. Every run of a
@@ -102,15 +103,16 @@ def verdict(summary: dict) -> list[str]:
     two) on FactorVAE or DCI disentanglement?"""
     lines = []
     for d, vs in summary.items():
-        if "baseline" not in vs or "dyga+skip_dropout" not in vs:
-            continue
-        for s in ("factor_vae", "dci_disentanglement"):
-            b, m = vs["baseline"][s], vs["dyga+skip_dropout"][s]
+        methods = [v for v in vs if v.startswith("dyga+skip_dropout")]   # the method and its tuned variants
+        for v, s in ((v, s) for v in methods for s in ("factor_vae", "dci_disentanglement")):
+            if "baseline" not in vs:
+                break
+            b, m = vs["baseline"][s], vs[v][s]
             diff, sd = m["mean"] - b["mean"], max(b["std"], m["std"])
             word = "beats" if diff > sd else ("is below" if diff < -sd else "is within one std of")
             if min(b["n"], m["n"]) < 2:
                 word = "(one seed: no std, no verdict) vs"
-            lines.append(f"- {d}, {s}: dyga+skip_dropout {word} the baseline "
+            lines.append(f"- {d}, {s}: {v} {word} the baseline "
                          f"({m['mean']:.3f} vs {b['mean']:.3f}, difference {diff:+.3f}, std {sd:.3f})")
     return lines
 

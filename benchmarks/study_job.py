@@ -17,6 +17,9 @@ VARIANTS = {
     "skip_dropout": dict(anchoring=False, skip_dropout=0.2),
     "dyga+skip_dropout": dict(anchoring=True, skip_dropout=0.2),     # the method, our DyGA
     "published": dict(anchoring=True, skip_dropout=0.2, published=True),   # the method, DyGA as published
+    # the method with a 5x stronger pull toward the anchors: at the default align_max 0.1 the adaptive shift
+    # moves a token by about 2% of its norm (shift_rel in the refit log), which the U-Net can all but ignore
+    "dyga+skip_dropout@align0.5": dict(anchoring=True, skip_dropout=0.2, anchoring_opts=dict(align_max=0.5)),
 }
 
 # model: overrides of the tiny-latent preset's model; train: of its training config; eval: metric samples
@@ -63,6 +66,8 @@ def _configs(job: dict, fs):
         model["anchoring"] = None
     elif variant.get("published"):
         use_published_dyga(model, train)
+    if variant.get("anchoring_opts"):
+        model["anchoring"] = {**model["anchoring"], **variant["anchoring_opts"]}
     return model, train
 
 

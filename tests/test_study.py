@@ -82,3 +82,20 @@ def test_a_run_of_another_budget_is_not_continued(first_stage, tmp_path):
     (runs / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="another --runs-dir"):
         ablation.main(args)
+
+
+def test_variant_options_reach_the_model_config(first_stage):
+    """Every variant's switches land in the run's configs: anchoring and skip dropout, the published DyGA, and a
+    tuned variant's DyGA options on top of the preset's."""
+    import study_job
+    from dga_fast.nn import FirstStage
+    fs = FirstStage.load(first_stage)
+    cfg = {v: study_job._configs({"budget": "smoke", "variant": v, "seed": 3}, fs) for v in study_job.VARIANTS}
+    assert cfg["baseline"][0]["anchoring"] is None and cfg["baseline"][0]["skip_dropout"] == 0.0
+    assert cfg["skip_dropout"][0]["anchoring"] is None and cfg["skip_dropout"][0]["skip_dropout"] == 0.2
+    strong, _ = cfg["dyga+skip_dropout@align0.5"]
+    plain, train = cfg["dyga+skip_dropout"]
+    assert cfg["dyga"][0]["anchoring"] == plain["anchoring"] and cfg["dyga"][0]["skip_dropout"] == 0.0
+    assert plain["anchoring"].get("align_max", 0.1) == 0.1          # the preset keeps DyGA's default
+    assert strong["anchoring"] == {**plain["anchoring"], "align_max": 0.5} and strong["skip_dropout"] == 0.2
+    assert cfg["published"][0]["anchoring"]["shift"] == "published" and train["seed"] == 3
