@@ -43,8 +43,12 @@ sys.path.insert(0, str(HERE))
 from study_job import BUDGETS, VARIANTS, run_job  # noqa: E402
 
 SCORES = ("factor_vae", "dci_disentanglement", "dci_completeness", "dci_informativeness", "mig",
-          "anchor_purity_above_chance")
-LABELS = ("FactorVAE", "DCI D", "DCI C", "DCI I", "MIG", "anchor purity (above chance)")
+          "anchor_purity_above_chance", "shift_rel", "components_mean")
+LABELS = ("FactorVAE", "DCI D", "DCI C", "DCI I", "MIG", "anchor purity (above chance)",
+          "DyGA shift ‖c′ − c‖/‖c‖", "Gaussians per unit")
+# the last two are not scores but what DyGA did at the run's last refit (study_job.refit_summary; absent in
+# pieces run before they were logged); the paired table compares the scores alone
+METRICS = SCORES[:6]
 
 
 def _stat(vals: list) -> dict:
@@ -74,7 +78,7 @@ def summarise(rows: list[dict]) -> dict:
     for (d, v, _), r in sorted(_last(rows).items()):
         out.setdefault(d, {}).setdefault(v, {s: [] for s in SCORES})
         for s in SCORES:
-            out[d][v][s].append(r[s])
+            out[d][v][s].append(r.get(s))
     return {d: {v: {s: _stat(x) for s, x in vs.items()} for v, vs in sorted(dv.items(), key=lambda kv:
                 list(VARIANTS).index(kv[0]))} for d, dv in out.items()}
 
@@ -89,9 +93,9 @@ def paired(rows: list[dict]) -> dict:
         base = last.get((d, "baseline", seed))
         if v == "baseline" or base is None:
             continue
-        diffs = out.setdefault(d, {}).setdefault(v, {s: [] for s in SCORES})
-        for s in SCORES:
-            if r[s] is not None and base[s] is not None:
+        diffs = out.setdefault(d, {}).setdefault(v, {s: [] for s in METRICS})
+        for s in METRICS:
+            if r.get(s) is not None and base.get(s) is not None:
                 diffs[s].append(r[s] - base[s])
     return {d: {v: {s: {**_stat(x), "wins": sum(e > 0 for e in x)} for s, x in vs.items()}
                 for v, vs in sorted(dv.items(), key=lambda kv: list(VARIANTS).index(kv[0]))}
@@ -117,12 +121,16 @@ def verdict(summary: dict) -> list[str]:
     return lines
 
 
+def _head(labels, first="variant") -> str:
+    return f"| {first} | " + " | ".join(labels) + " | seeds |\n|---|" + "---|" * (len(labels) + 1) + "\n"
+
+
 def _paired_cell(s: dict) -> str:
     return "—" if s["mean"] is None else f"{s['mean']:+.3f} ± {s['std']:.3f} ({s['wins']}/{s['n']})"
 
 
 def markdown(summary: dict, meta: dict, pairs: dict | None = None) -> str:
-    head = "| variant | " + " | ".join(LABELS) + " | seeds |\n|---|" + "---|" * (len(LABELS) + 1) + "\n"
+    head = _head(LABELS)
     parts = [f"# Study: {meta['what']}\n\nmean ± std over seeds. Device: {meta['device']}.\n"
              f"Commands: {'; '.join('`' + c + '`' for c in meta['commands'])}\n"]
     for d, vs in summary.items():
@@ -130,10 +138,10 @@ def markdown(summary: dict, meta: dict, pairs: dict | None = None) -> str:
                        + f" | {s[SCORES[0]]['n']} |\n" for v, s in vs.items())
         parts.append(f"\n## {d}\n\n" + head + body)
         if (pairs or {}).get(d):
-            body = "".join(f"| {v} − baseline | " + " | ".join(_paired_cell(s[k]) for k in SCORES)
+            body = "".join(f"| {v} − baseline | " + " | ".join(_paired_cell(s[k]) for k in METRICS)
                            + f" | {s[SCORES[0]]['n']} |\n" for v, s in pairs[d].items())
             parts.append("\nPaired by seed: mean ± std of (variant − baseline of the same seed), and in brackets "
-                         "the seeds where the variant is higher.\n\n" + head.replace("| variant |", "| pair |")
+                         "the seeds where the variant is higher.\n\n" + _head(LABELS[:len(METRICS)], "pair")
                          + body)
     lines = verdict(summary)
     if lines:
@@ -151,11 +159,11 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
     for key in runs:
         pts = sorted((r["step"], r) for r in rows if (r["dataset"], r["variant"], r["seed"]) == key)
         for ax, s, label in zip(axes, SCORES, LABELS):
-            ax.plot([p for p, _ in pts], [float("nan") if r[s] is None else r[s] for _, r in pts], marker=".",
+            ax.plot([p for p, _ in pts], [float("nan") if r.get(s) is None else r[s] for _, r in pts], marker=".",
                     lw=1, label=" ".join(map(str, key)))
             ax.set(title=label, xlabel="step")
     for ax, s in zip(axes, SCORES):
-        if all(r[s] is None for r in rows):
+        if all(r.get(s) is None for r in rows):
             ax.text(0.5, 0.5, "not scored at this budget", ha="center", va="center", transform=ax.transAxes)
     axes[0].legend(fontsize=6)
     fig.tight_layout()

@@ -176,6 +176,21 @@ def _scored(job: dict, model, ds, ck: Path) -> dict:
     return row
 
 
+def refit_summary(job: dict) -> dict:
+    """What DyGA did to the run's tokens, from its log: the number of refits, and at the last refit the mean over
+    units of ``shift_rel`` (‖c' − c‖ / ‖c‖), of the Gaussians per unit and of ``anchor_changed``; None without
+    anchoring."""
+    from dga_fast.log_plot import read_log
+    _, refits = read_log(job_dir(job) / "log.jsonl")
+    refits = [r for r in refits if "shift_rel" in r]
+    if not refits:
+        return {"refits": 0, "shift_rel": None, "components_mean": None, "anchor_changed": None}
+    last = refits[-1]
+    mean = lambda v: round(sum(v) / len(v), 6)   # noqa: E731
+    return {"refits": len(refits), "shift_rel": mean(last["shift_rel"]), "components_mean": mean(last["components"]),
+            "anchor_changed": mean(last["anchor_changed"])}
+
+
 def run_job(job: dict) -> list[dict]:
     """Train the job's run (resuming it), score its last checkpoint (or, with ``job["curve"]``, every one);
     returns the score rows. Runs in a worker process."""
@@ -190,5 +205,5 @@ def run_job(job: dict) -> list[dict]:
     for ck in (cks if job.get("curve") else cks[-1:]):
         m = model if ck == cks[-1] else AnchoredDiffusion.load(ck).to(job["device"])
         torch.manual_seed(0)
-        rows.append({**_scored(job, m, ds, ck), "train_seconds_this_call": train_s})
+        rows.append({**_scored(job, m, ds, ck), "train_seconds_this_call": train_s, **refit_summary(job)})
     return rows

@@ -30,6 +30,9 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     for r in a["runs"]:
         assert r["step"] == 4 and 0 <= r["factor_vae"] <= 1 and 0 <= r["anchor_purity"] <= 1
         assert len(r["n_components"]) == 3
+    # what DyGA did at the last refit, from the run's log: nothing without anchoring (and none of the published
+    # variant's refits, one per epoch of 48 images, falls in its 4 steps)
+    assert all(r["refits"] == 0 and r["shift_rel"] is None and r["components_mean"] is None for r in a["runs"])
     run = tmp_path / "runs" / "synthetic-shapes" / "published-seed0"
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["anchoring"]["shift"] == "published" and cfg["train"]["refit_schedule"] == "epoch"
@@ -45,6 +48,8 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     assert ablation.main(common + ["--variants", "dyga+skip_dropout", "--curve", "--out", str(tmp_path / "c")]) == 0
     c = json.loads((tmp_path / "c.json").read_text())
     assert [r["step"] for r in c["runs"]] == [2, 4]                # every checkpoint scored
+    assert c["runs"][-1]["refits"] == 2 and c["runs"][-1]["shift_rel"] > 0   # refits at steps 2 and 4
+    assert 1 <= c["runs"][-1]["components_mean"] <= 4
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"      # the learning curves
     assert ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out",
                           str(tmp_path / "all")]) == 0
