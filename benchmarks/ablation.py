@@ -187,9 +187,11 @@ def write(stem: Path, rows: list[dict], meta: dict) -> None:
 
 def merge(paths: list[Path], stem: Path) -> int:
     rows, commands, devices, what = [], [], set(), set()
-    seen = set()
+    seen, first_stages = set(), {}
     for p in paths:
         d = json.loads(Path(p).read_text())
+        if d.get("first_stage_fingerprint"):
+            first_stages.setdefault(d["first_stage_fingerprint"], []).append(str(p))
         commands += d.get("commands", [])
         devices.add(d.get("device", "?"))
         what.add(d.get("what", "?"))
@@ -201,9 +203,20 @@ def merge(paths: list[Path], stem: Path) -> int:
     budgets = {r["budget"] for r in rows}
     if len(budgets) > 1:
         raise SystemExit(f"the pieces use different budgets {sorted(budgets)}: merge one budget at a time")
+    if len(first_stages) > 1:
+        raise SystemExit(f"the pieces ran on different first stages (weights fingerprints: {first_stages}): "
+                         "merge the pieces of one first stage")
     write(stem, rows, {"what": "; ".join(sorted(what)), "device": ", ".join(sorted(devices)), "commands": commands,
+                       "first_stage_fingerprint": next(iter(first_stages), None),
                        "merged_from": [str(p) for p in paths], "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return 0
+
+
+def _fingerprint(first_stage: Path) -> str:
+    """SHA-256 of the first stage's weights (the latent cache's key): pieces of one study share it."""
+    from dga_fast.latent_cache import weights_fingerprint
+    from dga_fast.nn import FirstStage
+    return weights_fingerprint(FirstStage.load(first_stage))
 
 
 def _parse_list(text: str, what: str, allowed=None) -> list:
@@ -269,6 +282,7 @@ def main(argv=None) -> int:
                     f"{b['train_images']} training images, metrics on {b['eval']['samples']} samples)",
             "device": device_name(device), "minutes": round((time.perf_counter() - t0) / 60, 1),
             "commands": ["python benchmarks/ablation.py " + " ".join(argv)], "first_stage": str(args.first_stage),
+            "first_stage_fingerprint": _fingerprint(args.first_stage),
             "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write(args.out, rows, meta)

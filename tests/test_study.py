@@ -104,3 +104,17 @@ def test_variant_options_reach_the_model_config(first_stage):
     assert plain["anchoring"].get("align_max", 0.1) == 0.1          # the preset keeps DyGA's default
     assert strong["anchoring"] == {**plain["anchoring"], "align_max": 0.5} and strong["skip_dropout"] == 0.2
     assert cfg["published"][0]["anchoring"]["shift"] == "published" and train["seed"] == 3
+
+
+def test_pieces_of_different_first_stages_are_not_merged(tmp_path):
+    import ablation
+    row = {"dataset": "synthetic-shapes", "variant": "baseline", "seed": 0, "step": 4, "budget": "smoke",
+           **{k: 0.5 for k in ablation.METRICS}}
+    for name, fp, seed in (("a", "f" * 64, 0), ("b", "f" * 64, 1), ("c", "e" * 64, 2)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"first_stage_fingerprint": fp,
+                                                           "runs": [{**row, "seed": seed}]}))
+    assert ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out",
+                          str(tmp_path / "ab")]) == 0
+    assert json.loads((tmp_path / "ab.json").read_text())["first_stage_fingerprint"] == "f" * 64
+    with pytest.raises(SystemExit, match="different first stages"):
+        ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(tmp_path / "ac")])
