@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings, strategies as hs
 from dga_fast import DynamicGaussianAnchoring
 from dga_fast.data import make_unit_tokens
 from dga_fast.mixture.normalise import Normaliser
-from dga_fast.reference.anchor import published_anchor_shift
+from dga_fast.reference.anchor import published_anchor_shift, published_lambda
 from helpers import brute_estep, random_state
 
 
@@ -64,6 +64,22 @@ def test_published_shift_uses_one_lambda_and_depends_on_the_batch():
     assert float(ratio.max() - ratio.min()) < 1e-12 and 0 < float(ratio[0, 0, 0]) <= 0.1
     wider = torch.cat([c, c[:1] * 10])
     assert not torch.allclose(published_anchor_shift(wider, st, 0.1)[:6], out)
+
+
+def test_published_lambda_is_the_shifts_lambda_and_collapses_on_small_tokens():
+    """``published_lambda`` returns the λ and μ the shift uses; a few tokens near 0 (of either sign) drive the
+    mean of |c − μ| / |c| up and λ toward 0, as measured on the study's trained models."""
+    st = random_state(2, 3, 4, 2, seed=3, scale=0.3)
+    c = torch.rand(6, 2, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    lam, mu = published_lambda(c, st, 0.1)
+    ref, mus, _ = _naive_published(c, st, 0.1)
+    torch.testing.assert_close(mu, mus)
+    torch.testing.assert_close(c + lam * (mu - c), ref)
+    near_zero = c.clone()
+    near_zero[:, :, 0] = 1e-4 * torch.tensor([1.0, -1.0]).repeat(3)[:, None]   # a quarter of the dims near 0
+    lam0, mu0 = published_lambda(near_zero, st, 0.1)
+    ratio = ((near_zero - mu0).abs() / (near_zero.abs() + 1e-6)).mean()
+    assert float(lam0) == pytest.approx(0.1 * float(torch.exp(-ratio)), rel=1e-12) and float(lam0) < 1e-10
 
 
 def test_published_shift_gradcheck():
@@ -137,3 +153,18 @@ def test_a_model_with_the_published_dyga_trains(tmp_path):
     assert h["refit_steps"] == [5, 10]                                # ceil(40 / 8) = 5
     assert all(torch.isfinite(torch.tensor(l)) for _, l in h["losses"])
     assert model.anchoring.shift_rule.name == "published"
+    # benchmarks/published_lambda.py: its shift is the published shift of the model's tokens (computed in float64:
+    # at this λ, c' − c in float32 is mostly rounding), at most align_max's pull
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from published_lambda import measure
+    from dga_fast.train import get_batch
+    r = measure(model.eval(), data, 8, 2)
+    assert 0 < r["lambda"] <= 0.1 and len(r["per_batch"]) == 2
+    g = torch.Generator().manual_seed(0)
+    for row in r["per_batch"]:        # the same seeded batches
+        with torch.no_grad():
+            c = model.encode(get_batch(data, torch.randint(len(data), (8,), generator=g))).double()
+            rel = (published_anchor_shift(c, model.anchoring.state, 0.1) - c).norm(dim=-1) / c.norm(dim=-1)
+        assert row["shift_rel"] == pytest.approx(float(rel.mean()), rel=1e-4, abs=1e-9)

@@ -76,9 +76,17 @@ def published_anchor_shift(c: torch.Tensor,       # [B, U, Dc]
     ``λ = align_max · exp(−mean |(c − μ) / c|)``. Our only change: ``|c| + ε`` in the denominator, so an exact
     zero of a ReLU token drives λ toward 0 instead of making it NaN. Gradients flow to ``c`` (also through λ)."""
     with torch.autocast(c.device.type, enabled=False):
-        dt = torch.promote_types(c.dtype, torch.float32)
-        cf = c.to(dt)
-        norm = Normaliser.fit_minmax(cf.detach().transpose(0, 1))
-        mu = _selected_means(state, anchor_assign(c, state, norm.shift, norm.scale), dt).detach()
-        lam = align_max * torch.exp(-((cf - mu).abs() / (cf.abs() + EPS)).mean())
+        cf = c.to(torch.promote_types(c.dtype, torch.float32))
+        lam, mu = published_lambda(cf, state, align_max)
         return (cf + lam * (mu - cf)).to(c.dtype)
+
+
+def published_lambda(c: torch.Tensor,       # [B, U, Dc], float32 or wider
+                     state: MixtureState,   # G = U, fitted on min-max normalised tokens
+                     align_max: float) -> tuple[torch.Tensor, torch.Tensor]:   # λ [], μ_{k*} [B, U, Dc]
+    """The published rule's one λ of the batch and the selected means (normalised coordinates, detached) that
+    ``published_anchor_shift`` mixes into ``c``. Tokens of either sign spread over several units make the
+    mean of ``|c − μ| / |c|`` large (a token near 0 weighs heavily), and then λ is all but 0."""
+    norm = Normaliser.fit_minmax(c.detach().transpose(0, 1))
+    mu = _selected_means(state, anchor_assign(c, state, norm.shift, norm.scale), c.dtype).detach()
+    return align_max * torch.exp(-((c - mu).abs() / (c.abs() + EPS)).mean()), mu
