@@ -33,6 +33,15 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     # what DyGA did at the last refit, from the run's log: nothing without anchoring (and none of the published
     # variant's refits, one per epoch of 48 images, falls in its 4 steps)
     assert all(r["refits"] == 0 and r["shift_rel"] is None and r["components_mean"] is None for r in a["runs"])
+    # benchmarks/metric_noise.py scores a stored run as the study did: its seed 0 gives the study's numbers
+    import metric_noise
+    base_run = tmp_path / "runs" / "synthetic-shapes" / "baseline-seed0"
+    assert metric_noise.main([str(base_run), "--seeds", "0,1", "--budget", "smoke", "--out",
+                              str(tmp_path / "noise.json")]) == 0
+    noise = json.loads((tmp_path / "noise.json").read_text())[str(base_run)]
+    stored = [r for r in a["runs"] if r["variant"] == "baseline"][0]
+    for k in metric_noise.SCORES:
+        assert noise[k]["values"][0] == pytest.approx(stored[k], abs=1e-9) and noise[k]["std"] >= 0
     run = tmp_path / "runs" / "synthetic-shapes" / "published-seed0"
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["anchoring"]["shift"] == "published" and cfg["train"]["refit_schedule"] == "epoch"
