@@ -196,13 +196,14 @@ def merge(paths: list[Path], stem: Path) -> int:
         devices.add(d.get("device", "?"))
         what.add(d.get("what", "?"))
         for r in d["runs"]:
-            key = (r["dataset"], r["variant"], r["seed"], r["step"], r["budget"])
+            key = (r["dataset"], r["variant"], r["seed"], r["step"], r["budget"], r.get("eval_samples"))
             if key not in seen:
                 seen.add(key)
                 rows.append(r)
-    budgets = {r["budget"] for r in rows}
+    budgets = {(r["budget"], r.get("eval_samples", BUDGETS[r["budget"]]["eval"]["samples"])) for r in rows}
     if len(budgets) > 1:
-        raise SystemExit(f"the pieces use different budgets {sorted(budgets)}: merge one budget at a time")
+        raise SystemExit(f"the pieces use different budgets or metric samples {sorted(budgets)}: merge one at a "
+                         "time")
     if len(first_stages) > 1:
         raise SystemExit(f"the pieces ran on different first stages (weights fingerprints: {first_stages}): "
                          "merge the pieces of one first stage")
@@ -240,6 +241,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     p.add_argument("--curve", action="store_true", help="score every checkpoint, not only the last")
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="metric samples instead of the budget's (scores stored beside the budget's; the trainings "
+                        "are the budget's)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time (processes)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per training (default: cores / jobs)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -256,6 +260,8 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in _parse_list(args.seeds, "seeds")]
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
+    if args.eval_samples is not None and args.eval_samples < 100:
+        p.error("--eval-samples must be >= 100")
     import torch
 
     from throughput import device_name, git_commit
@@ -263,7 +269,8 @@ def main(argv=None) -> int:
     runs_dir = args.runs_dir or Path("runs") / f"study-{args.budget}"
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     jobs = [dict(budget=args.budget, dataset=args.dataset, variant=v, seed=s, device=str(device), curve=args.curve,
-                 runs_dir=str(runs_dir), first_stage=str(args.first_stage), threads=threads)
+                 runs_dir=str(runs_dir), first_stage=str(args.first_stage), threads=threads,
+                 eval_samples=args.eval_samples)
             for s in seeds for v in variants]
     t0 = time.perf_counter()
     rows = []
@@ -279,7 +286,8 @@ def main(argv=None) -> int:
                 print(json.dumps(r[-1]), flush=True)
     b = BUDGETS[args.budget]
     meta = {"what": f"latent tiny-latent recipe, budget `{args.budget}` ({b['train']['steps']} steps, "
-                    f"{b['train_images']} training images, metrics on {b['eval']['samples']} samples)",
+                    f"{b['train_images']} training images, metrics on "
+                    f"{args.eval_samples or b['eval']['samples']} samples)",
             "device": device_name(device), "minutes": round((time.perf_counter() - t0) / 60, 1),
             "commands": ["python benchmarks/ablation.py " + " ".join(argv)], "first_stage": str(args.first_stage),
             "first_stage_fingerprint": _fingerprint(args.first_stage),

@@ -136,6 +136,7 @@ def score(model, ds, job: dict) -> dict:
     from dga_fast.evaluate import metric_calls
     from dga_fast.train import get_batch
     ev, seed = BUDGETS[job["budget"]]["eval"], job["seed"]
+    samples = job.get("eval_samples") or ev["samples"]     # --eval-samples: more precise metrics
     model.eval()
     device = model.device
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed + 12345))[:1024]
@@ -152,10 +153,10 @@ def score(model, ds, job: dict) -> dict:
         return model.representation(images.to(device))
 
     t = time.perf_counter()
-    calls = metric_calls(rep, ds, ev["samples"], seed, n_jobs=1)     # evaluate --samples N's sample counts
+    calls = metric_calls(rep, ds, samples, seed, n_jobs=1)     # evaluate --samples N's sample counts
     fv, dc, mg = calls["factor_vae"](), calls["dci"](), calls["mig"]()
     pur = {"purity": None, "purity_above_chance": None, "units": [], "probe_accuracy": None}
-    if ev["purity_base"]:   # 0: not scored (the curve budget)
+    if ev["purity_base"] and job.get("purity", True):   # 0: not scored (the curve budget)
         pur = M.anchor_purity(model, ds, probe=_probe(ds, job), anchoring=regions, n_base=ev["purity_base"],
                               steps=ev["purity_steps"], seed=seed)
     return {"factor_vae": fv["factor_vae"], "dci_disentanglement": dc["disentanglement"],
@@ -166,11 +167,12 @@ def score(model, ds, job: dict) -> dict:
 
 
 def _scored(job: dict, model, ds, ck: Path) -> dict:
-    path = job_dir(job) / "scores" / f"{ck.name}.json"
+    n = job.get("eval_samples")      # scores of another sample count are stored beside the budget's
+    path = job_dir(job) / "scores" / (f"{ck.name}.json" if not n else f"{ck.name}-samples{n}.json")
     if path.is_file():
         return json.loads(path.read_text())
     row = {**{k: job[k] for k in ("dataset", "variant", "seed", "budget")}, "step": int(ck.name.split("_")[1]),
-           **score(model, ds, job)}
+           "eval_samples": n or BUDGETS[job["budget"]]["eval"]["samples"], **score(model, ds, job)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=1) + "\n")
     return row

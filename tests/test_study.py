@@ -33,6 +33,15 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     # what DyGA did at the last refit, from the run's log: nothing without anchoring (and none of the published
     # variant's refits, one per epoch of 48 images, falls in its 4 steps)
     assert all(r["refits"] == 0 and r["shift_rel"] is None and r["components_mean"] is None for r in a["runs"])
+    # --eval-samples: the same runs scored on more samples, stored beside the budget's scores, never merged with them
+    assert ablation.main(common + ["--variants", "baseline", "--eval-samples", "100", "--out",
+                                   str(tmp_path / "a100")]) == 0
+    a100 = json.loads((tmp_path / "a100.json").read_text())
+    scores = tmp_path / "runs" / "synthetic-shapes" / "baseline-seed0" / "scores"
+    assert a100["runs"][0]["eval_samples"] == 100 and (scores / "step_0000004-samples100.json").is_file()
+    assert a["runs"][0]["eval_samples"] == 40 and "metrics on 100 samples" in a100["what"]
+    with pytest.raises(SystemExit, match="metric samples"):
+        ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "a100.json"), "--out", str(tmp_path / "m")])
     # benchmarks/metric_noise.py scores a stored run as the study did: its seed 0 gives the study's numbers
     import metric_noise
     base_run = tmp_path / "runs" / "synthetic-shapes" / "baseline-seed0"
