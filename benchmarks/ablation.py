@@ -79,8 +79,12 @@ def summarise(rows: list[dict]) -> dict:
         out.setdefault(d, {}).setdefault(v, {s: [] for s in SCORES})
         for s in SCORES:
             out[d][v][s].append(r.get(s))
-    return {d: {v: {s: _stat(x) for s, x in vs.items()} for v, vs in sorted(dv.items(), key=lambda kv:
-                list(VARIANTS).index(kv[0]))} for d, dv in out.items()}
+    return {d: {v: {s: _stat(x) for s, x in vs.items()} for v, vs in _in_variant_order(dv)} for d, dv in out.items()}
+
+
+def _in_variant_order(per_variant: dict) -> list:
+    """The ``(variant, value)`` items in the order of ``VARIANTS``."""
+    return sorted(per_variant.items(), key=lambda kv: list(VARIANTS).index(kv[0]))
 
 
 def paired(rows: list[dict]) -> dict:
@@ -98,7 +102,7 @@ def paired(rows: list[dict]) -> dict:
             if r.get(s) is not None and base.get(s) is not None:
                 diffs[s].append(r[s] - base[s])
     return {d: {v: {s: {**_stat(x), "wins": sum(e > 0 for e in x)} for s, x in vs.items()}
-                for v, vs in sorted(dv.items(), key=lambda kv: list(VARIANTS).index(kv[0]))}
+                for v, vs in _in_variant_order(dv)}
             for d, dv in out.items()}
 
 
@@ -107,10 +111,10 @@ def verdict(summary: dict) -> list[str]:
     two) on FactorVAE or DCI disentanglement?"""
     lines = []
     for d, vs in summary.items():
+        if "baseline" not in vs:
+            continue
         methods = [v for v in vs if v.startswith("dyga+skip_dropout")]   # the method and its tuned variants
         for v, s in ((v, s) for v in methods for s in ("factor_vae", "dci_disentanglement")):
-            if "baseline" not in vs:
-                break
             b, m = vs["baseline"][s], vs[v][s]
             diff, sd = m["mean"] - b["mean"], max(b["std"], m["std"])
             word = "beats" if diff > sd else ("is below" if diff < -sd else "is within one std of")
