@@ -20,6 +20,7 @@ Variants (everything else equal: model, schedule and data from the budget; see `
   dyga+skip_dropout anchoring on,  skip_dropout 0.2   (the method)
   published         dyga+skip_dropout with ``--published-dyga`` (coin split, min-max shift, refit per epoch)
   dyga+skip_dropout@align0.5   the method with align_max 0.5 instead of 0.1 (a 5x stronger pull to the anchors)
+  dyga+skip_dropout@fixed0.3   the method with one fixed lambda 0.3 (align=0.3) instead of the adaptive one
 
 A first stage comes from ``make demo`` (``runs/demo/first_stage``, SyntheticShapes) or from
 ``python -m dga_fast train-autoencoder --dataset synthetic-sprites --image-size 32 --out RUN``. Every run of a

@@ -20,6 +20,9 @@ VARIANTS = {
     # the method with a 5x stronger pull toward the anchors: at the default align_max 0.1 the adaptive shift
     # moves a token by about 2% of its norm (shift_rel in the refit log), which the U-Net can all but ignore
     "dyga+skip_dropout@align0.5": dict(anchoring=True, skip_dropout=0.2, anchoring_opts=dict(align_max=0.5)),
+    # the method with one fixed lambda 0.3 for every token: the adaptive rule's exp(-|c - mu|_1 / |c|_1) leaves
+    # the tokens far from their anchor almost unmoved; here every token goes 30% of the way to its anchor
+    "dyga+skip_dropout@fixed0.3": dict(anchoring=True, skip_dropout=0.2, anchoring_opts=dict(align=0.3)),
 }
 
 # model: overrides of the tiny-latent preset's model; train: of its training config; eval: metric samples

@@ -121,6 +121,8 @@ def test_variant_options_reach_the_model_config(first_stage):
     assert cfg["dyga"][0]["anchoring"] == plain["anchoring"] and cfg["dyga"][0]["skip_dropout"] == 0.0
     assert plain["anchoring"].get("align_max", 0.1) == 0.1          # the preset keeps DyGA's default
     assert strong["anchoring"] == {**plain["anchoring"], "align_max": 0.5} and strong["skip_dropout"] == 0.2
+    fixed, _ = cfg["dyga+skip_dropout@fixed0.3"]
+    assert fixed["anchoring"] == {**plain["anchoring"], "align": 0.3} and fixed["skip_dropout"] == 0.2
     assert cfg["published"][0]["anchoring"]["shift"] == "published" and train["seed"] == 3
 
 
