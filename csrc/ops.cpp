@@ -7,6 +7,8 @@
 #include <ATen/Parallel.h>
 
 #include "core/dyga_core.h"
+#include "core/estep_core.h"
+#include "op_checks.h"
 
 #ifdef DGA_FAST_WITH_CUDA
 #include <c10/cuda/CUDAException.h>
@@ -29,14 +31,8 @@ void check_backend(const at::Tensor& t, const char* name) {
 #endif
 }
 
-void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
-  TORCH_CHECK_VALUE(t.device() == ref.device(), name, " must be on the same device as ", ref_name, " (",
-                    ref.device(), "), got ", t.device());
-}
-
-void check_dtype(const at::Tensor& t, at::ScalarType want, const char* name) {
-  TORCH_CHECK_TYPE(t.scalar_type() == want, name, " must be ", at::toString(want), ", got ", t.scalar_type());
-}
+using dga_checks::check_dtype;
+using dga_checks::check_same_device;
 
 // status [G] int32 of the per-group core calls, on the op's device
 void check_status(const at::Tensor& status, const char* op) {
@@ -228,4 +224,5 @@ TORCH_LIBRARY_IMPL(dga_fast, CUDA, m) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "dga_fast native ops (registered as torch.ops.dga_fast.*)";
   m.def("built_with_cuda", &built_with_cuda, "whether the CUDA kernels of the ops were compiled in");
+  m.def("estep_isa", &dga_core::estep_isa, "the instruction set the CPU E-step (hddc_estep_native) runs with");
 }

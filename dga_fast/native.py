@@ -1,11 +1,14 @@
 """The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
-of spread / split / filter, registered as ``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan}``,
+of spread / split / filter and the fused HDDC E-step on CPU, registered as
+``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native}``,
 with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
 absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
 missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
 from __future__ import annotations
 
 import torch
+
+from . import estep_grad
 
 _LOADED: bool | None = None
 _CUDA: bool | None = None
@@ -60,6 +63,15 @@ def _register_fakes():
         _same_device(active=active, spread=spread, counts=counts)
         return (counts.new_empty(active.shape), counts.new_empty(active.shape, dtype=torch.int8),
                 counts.new_empty(active.shape[:1]))
+
+    @torch.library.register_fake("dga_fast::hddc_estep_native")
+    def _estep_fake(x, means, components, w, inv_b, cst):
+        _same_device(x=x, means=means, components=components, w=w, inv_b=inv_b, cst=cst)
+        G, N, _ = x.shape
+        return x.new_empty(G, N, means.shape[1]), x.new_empty(G, N)
+
+    torch.library.register_autograd("dga_fast::hddc_estep_native", estep_grad.backward,
+                                    setup_context=estep_grad.setup_context)
 
     @torch.library.register_fake("dga_fast::filter_plan")
     def _filter_fake(active, mass, min_size):

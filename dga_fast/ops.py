@@ -80,15 +80,23 @@ def _use_triton(x: torch.Tensor) -> bool:
 
 def hddc_estep(x: torch.Tensor,  # [G, N, D]
                state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]`` (DESIGN §3)."""
-    check_float_tensor("x", x, 3)
+    """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]`` (DESIGN §3): the Triton
+    kernel for CUDA tensors, the native CPU op (``csrc/core/estep_core.h``) for CPU tensors, else the reference."""
+    check_float_tensor("x", x, 3, finite=False)
     if x.shape[0] != state.G or x.shape[2] != state.D:
         raise ValueError(f"x must have shape [G={state.G}, N, D={state.D}] to match the mixture state, "
                          f"got {tuple(x.shape)}")
     if _use_triton(x):
+        check_float_tensor("x", x)
         st = state.trim_dims()
         w, inv_b, const = st.cost_terms()
         return torch.ops.dga_fast.hddc_estep(x, st.means, st.components, w, inv_b, const)
+    if x.device.type == "cpu" and _use_native(x):   # the op checks x's values as it reads them
+        dt = torch.promote_types(x.dtype, torch.float32)
+        st = state.trim_dims()
+        terms = (st.means, st.components, *st.cost_terms())
+        return torch.ops.dga_fast.hddc_estep_native(x.to(dt), *(t.to(dt) for t in terms))
+    check_float_tensor("x", x)
     return _impl("hddc_estep")(x, state)
 
 

@@ -149,16 +149,25 @@ def test_fuzz_never_crashes_the_process(device):
         def shape():
             return tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 4)))
         raised = ok = 0
-        for i in range(3000):
-            which = rng.randrange(3)
+        for i in range(4000):
+            which = rng.randrange(5 if device == "cpu" else 3)   # the E-step op is CPU-only
             try:
                 if which == 0:
                     op.mixture_spread(t(shape()), t(shape()), t(shape()))
                 elif which == 1:
                     op.split_plan(t(shape()), t(shape()), t(shape()), rng.uniform(-1, 2), rng.randint(-3, 9),
                                   rng.uniform(-5, 50))
-                else:
+                elif which == 2:
                     op.filter_plan(t(shape()), t(shape()), rng.uniform(-5, 50))
+                elif which == 3:
+                    op.hddc_estep_native(*(t(shape()) for _ in range(6)))
+                else:   # consistent shapes [G,N,D], [G,K,D], [G,K,D,M], [G,K,M], [G,K], [G,K], one input altered
+                    G, N, K, D, M = (rng.randint(0, 4) for _ in range(5))
+                    args = [t(s_) for s_ in ((G, N, D), (G, K, D), (G, K, D, M), (G, K, M), (G, K), (G, K))]
+                    good = [a.float().to(device) for a in args]
+                    bad = rng.randrange(6)
+                    good[bad] = args[bad]
+                    op.hddc_estep_native(*good)
                 ok += 1
             except (ValueError, TypeError, RuntimeError, IndexError):
                 raised += 1
@@ -168,4 +177,4 @@ def test_fuzz_never_crashes_the_process(device):
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
-    assert "calls 3000" in proc.stdout
+    assert "calls 4000" in proc.stdout

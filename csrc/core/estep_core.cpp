@@ -1,0 +1,169 @@
+// The fused HDDC E-step on CPU (see estep_core.h). One template, built three times: for AVX-512, for AVX2 + FMA
+// and for the compiler's baseline; estep_rows picks the widest the CPU runs, once per process.
+#include "estep_core.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace dga_core {
+namespace {
+
+#if defined(__GNUC__)
+#define DGA_INLINE inline __attribute__((always_inline))
+#else
+#define DGA_INLINE inline
+#endif
+
+// xt [D][R] <- rows t0 .. t0+n-1 of x transposed; lanes n..R-1 repeat row t0 (finite, their results unused).
+template <typename T>
+DGA_INLINE void load_tile(const EstepGroup<T>& g, int64_t t0, int64_t n, T* xt) {
+  constexpr int64_t R = kEstepTile;
+  for (int64_t r = 0; r < R; ++r) {
+    const T* row = g.x + (t0 + (r < n ? r : 0)) * g.D;
+    for (int64_t d = 0; d < g.D; ++d) xt[d * R + r] = row[d];
+  }
+}
+
+// lp [R] <- log p_k of the tile's rows for the active slot k (xt, zt [D][R]; zt is scratch). The per-row
+// accumulators are local arrays of R lanes, which the compiler keeps in vector registers.
+template <typename T>
+DGA_INLINE void slot_logp(const EstepGroup<T>& g, int64_t k, const T* __restrict__ xt, T* __restrict__ zt,
+                          T* __restrict__ lp) {
+  constexpr int64_t R = kEstepTile;
+  const int64_t D = g.D, DM = g.DM;
+  const T* __restrict__ mu = g.means + k * D;
+  const T* __restrict__ qk = g.q + k * D * DM;
+  const T* __restrict__ wk = g.w + k * DM;
+  T acc[R] = {}, ysum[R] = {};
+  for (int64_t d = 0; d < D; ++d) {                      // z = x − μ_k and ‖z‖², over d in order
+    const T m = mu[d];
+    for (int64_t r = 0; r < R; ++r) {
+      const T z = xt[d * R + r] - m;
+      zt[d * R + r] = z;
+      acc[r] += z * z;
+    }
+  }
+  for (int64_t j = 0; j < DM; ++j) {                     // Σ_j w_j y_j², y_j = q_jᵀ z over d in order
+    T y[R] = {};
+    for (int64_t d = 0; d < D; ++d) {
+      const T qv = qk[d * DM + j];
+      for (int64_t r = 0; r < R; ++r) y[r] += qv * zt[d * R + r];
+    }
+    const T wj = wk[j];
+    for (int64_t r = 0; r < R; ++r) ysum[r] += wj * (y[r] * y[r]);
+  }
+  const T ib = g.inv_b[k], c = g.cst[k];
+  for (int64_t r = 0; r < R; ++r) lp[r] = T(-0.5) * ((acc[r] * ib + c) + ysum[r]);
+}
+
+// log-sum-exp over the slots of the tile's first n rows, written to log_resp and loglik (lp [K][R]).
+template <typename T>
+DGA_INLINE void normalise_rows(const EstepGroup<T>& g, int64_t t0, int64_t n, const T* lp) {
+  constexpr int64_t R = kEstepTile;
+  const int64_t K = g.K;
+  for (int64_t r = 0; r < n; ++r) {
+    T top = -std::numeric_limits<T>::infinity();
+    for (int64_t k = 0; k < K; ++k) top = std::max(top, lp[k * R + r]);
+    T s = T(0);
+    for (int64_t k = 0; k < K; ++k) s += std::exp(std::max(lp[k * R + r] - top, T(-80)));
+    const T ll = std::log(s) + top;
+    T* out = g.log_resp + (t0 + r) * K;
+    for (int64_t k = 0; k < K; ++k) out[k] = lp[k * R + r] - ll;
+    g.loglik[t0 + r] = ll;
+  }
+}
+
+template <typename T>
+DGA_INLINE void rows_impl(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* scratch) {
+  constexpr int64_t R = kEstepTile;
+  T* xt = scratch;              // [D][R]
+  T* zt = xt + g.D * R;         // [D][R]
+  T* lp = zt + g.D * R;         // [K][R]
+  for (int64_t t0 = r0; t0 < r1; t0 += R) {
+    const int64_t n = std::min(R, r1 - t0);
+    load_tile(g, t0, n, xt);
+    for (int64_t k = 0; k < g.K; ++k) {
+      if (std::isinf(g.cst[k])) {                        // inactive slot: c_k = +inf
+        for (int64_t r = 0; r < R; ++r) lp[k * R + r] = -std::numeric_limits<T>::infinity();
+        continue;
+      }
+      slot_logp(g, k, xt, zt, lp + k * R);
+    }
+    normalise_rows(g, t0, n, lp);
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DGA_ESTEP_X86 1
+template <typename T>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void rows_avx512(const EstepGroup<T>& g, int64_t r0,
+                                                                      int64_t r1, T* s) {
+  rows_impl(g, r0, r1, s);
+}
+template <typename T>
+__attribute__((target("avx2,fma"))) void rows_avx2(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
+  rows_impl(g, r0, r1, s);
+}
+#endif
+template <typename T>
+void rows_baseline(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
+  rows_impl(g, r0, r1, s);
+}
+
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+Isa hardware_isa() {
+#ifdef DGA_ESTEP_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+#endif
+  return Isa::kBaseline;
+}
+
+// The widest build the CPU runs, or a narrower one named by DGA_FAST_CPU_ISA (baseline / avx2: tests and
+// benchmarks of the other builds on one machine).
+Isa detect_isa() {
+  const Isa hw = hardware_isa();
+  const char* env = std::getenv("DGA_FAST_CPU_ISA");
+  if (env && std::strcmp(env, "baseline") == 0) return Isa::kBaseline;
+  if (env && std::strcmp(env, "avx2") == 0 && hw == Isa::kAvx512) return Isa::kAvx2;
+  return hw;
+}
+
+Isa isa() {
+  static const Isa chosen = detect_isa();
+  return chosen;
+}
+
+template <typename T>
+void dispatch(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
+#ifdef DGA_ESTEP_X86
+  switch (isa()) {
+    case Isa::kAvx512: rows_avx512(g, r0, r1, s); return;
+    case Isa::kAvx2: rows_avx2(g, r0, r1, s); return;
+    default: break;
+  }
+#endif
+  rows_baseline(g, r0, r1, s);
+}
+
+}  // namespace
+
+void estep_rows(const EstepGroup<float>& g, int64_t r0, int64_t r1, float* scratch) { dispatch(g, r0, r1, scratch); }
+void estep_rows(const EstepGroup<double>& g, int64_t r0, int64_t r1, double* scratch) {
+  dispatch(g, r0, r1, scratch);
+}
+
+const char* estep_isa() {
+  switch (isa()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "baseline";
+  }
+}
+
+}  // namespace dga_core
