@@ -48,6 +48,30 @@ def test_refit_never_nan_on_published_like_tokens(specs, collapsed, relu, dtype,
     assert bool(torch.isfinite(out).all())
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 4000), dim=st.integers(1, 33), scale=st.sampled_from([1e-3, 1.0, 1e3]),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_tokens_equal_up_to_rounding_are_collapsed(n, dim, scale, dtype, seed):
+    """A unit whose tokens are one value up to a few ulp (as an MLP gives a constant input) is collapsed: the
+    mean's own rounding error (up to n·eps·|x| from the first pass) must not count as spread."""
+    g = torch.Generator().manual_seed(seed)
+    value = scale * (0.05 + torch.rand(dim, generator=g, dtype=torch.float64))
+    ulps = torch.randint(-3, 4, (n, dim), generator=g).to(torch.float64)
+    x = (value * (1 + ulps * torch.finfo(dtype).eps)).to(dtype)
+    assert bool(Normaliser.fit(x.unsqueeze(0)).collapsed[0])
+
+
+def test_published_like_collapsed_unit_regression():
+    """The falsifying example hypothesis found (2026-12-06): a collapsed unit's float64 tokens 1e-18 apart were
+    fitted with 3 Gaussians because the first-pass mean was off by 1e-15."""
+    units = [UnitSpec(1), UnitSpec(1, collapsed=True)]
+    data = make_published_tokens(units, n=671, dim=3, hidden=(16, 32), activation="relu", final_relu=True,
+                                 dtype=torch.float64, seed=1)
+    dyga = DynamicGaussianAnchoring(2, 3, init_components=4, max_components=24, em_iters=10, min_cluster_size=3,
+                                    search_samples=512).refit(data.tokens)
+    assert dyga.n_components.tolist() == [1, 1] and bool(dyga.last_refit["collapsed"].all())
+
+
 def _fit(tokens, **kw):
     return DynamicGaussianAnchoring(tokens.shape[1], tokens.shape[2], **kw).refit(tokens)
 

@@ -24,11 +24,16 @@ class Normaliser:
     @classmethod
     def fit(cls, x: torch.Tensor,  # [G, N, D] (this rank's rows)
             *, reducer: Reducer = LOCAL, n_total: int | None = None) -> "Normaliser":
-        """Statistics in float64 (summed over the ranks of ``reducer``), returned in ``x``'s dtype."""
+        """Statistics in float64 (summed over the ranks of ``reducer``), returned in ``x``'s dtype.
+
+        The mean is refined by a second pass (``μ = μ₀ + Σ(x − μ₀)/n``): the first pass's rounding error,
+        up to ``n·eps·|x|``, would otherwise count as spread and keep a unit that is constant up to rounding
+        (its tokens a few ulp apart) from being recognised as collapsed."""
         G, N, D = x.shape
         n = n_total if n_total is not None else reducer.sum_int(N)
         x64 = x.to(torch.float64)
         shift = reducer.sum(sum_samples(x64)) / n                                 # [G, D]
+        shift = shift + reducer.sum(sum_samples(x64 - shift.unsqueeze(1))) / n
         var = reducer.sum(sum_samples((x64 - shift.unsqueeze(1)).square().sum(-1))) / (n * D)   # [G]
         mag = reducer.sum(sum_samples(x64.square().sum(-1))) / (n * D)
         collapsed = var.sqrt() <= COLLAPSE_EPS * torch.finfo(x.dtype).eps * mag.sqrt()
