@@ -37,7 +37,10 @@ cuda-check: $(STAMP)
 	  nvcc -c -std=c++17 -Icsrc -Werror all-warnings $$f -o build/nvcc/$$(basename $$f .cu).o || exit 1; \
 	  echo "cuda-check: nvcc -c $$f ok"; done; fi
 
+# gmm-gpu (the batched-GMM peer of the em rows) is optional; --no-deps: its metadata pins numpy < 2 and an
+# unpinned torch, neither of which it needs here
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gmm-gpu==0.2.8 || echo "bench: gmm-gpu not installed, its rows are skipped"
 	$(PY) benchmarks/throughput.py
 
 clean:

@@ -28,11 +28,19 @@ def test_benchmark_small_writes_json(tmp_path):
     assert res["torch"] == torch.__version__ and "device" in res
     assert {s["baseline"] for s in res["speedups"]} >= {"sklearn-gmm-full", "loop-mvn", "full-covariance"}
     from dga_fast import native
-    if native.available():   # the C++ plan ops beside their references, with their speed-ups
+    if native.available():   # the C++ ops beside their references, with their speed-ups
         assert {("plans-split_plan", "native"), ("plans-filter_plan", "native"),
-                ("plans-mixture_spread", "native")} <= provs
+                ("plans-mixture_spread", "native"), ("estep-kernel", "native"), ("estep", "dga_fast-native")} <= provs
         assert {s["family"] for s in res["speedups"] if s["provider"] == "native"} == {
-            "plans-split_plan", "plans-filter_plan", "plans-mixture_spread"}
+            "plans-split_plan", "plans-filter_plan", "plans-mixture_spread", "estep-kernel"}
+    # plain batched EM at a fixed K against its peers (gmm-gpu is optional)
+    assert {("em", "dga_fast"), ("em", "dga_fast-reference"), ("em", "sklearn-gmm-full")} <= provs
+    try:
+        import gmm_gpu  # noqa: F401
+        assert ("em", "gmm-gpu") in provs and "units_with_nan_labels" in next(
+            r["check"] for r in res["rows"] if r["provider"] == "gmm-gpu")
+    except ImportError:
+        assert "gmm-gpu rows skipped" in proc.stdout
     assert {("train", "pixel"), ("train", "latent"), ("train", "refit")} <= provs
     assert all(r["check"]["items_per_s"] > 0 for r in res["rows"] if r["family"] == "train" and r["mode"] == "step")
     assert any(s["family"] == "train" and s["baseline"] == "pixel" for s in res["speedups"])
