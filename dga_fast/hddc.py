@@ -71,7 +71,7 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
 
         _int("n_components", self.n_components, 1)
         _int("max_iter", self.max_iter, 1)
-        _pos("tol", self.tol)
+        _pos("tol", self.tol, strict=False)   # 0: exactly max_iter iterations (as scikit-learn)
         _pos("threshold", self.threshold)
         _pos("min_cluster_size", self.min_cluster_size, strict=False)
         _pos("noise_floor", self.noise_floor)

@@ -133,3 +133,4 @@ def test_bad_input():
         HDDC(n_components=2.5).fit(X)
     with pytest.raises(ValueError, match="tol"):
         HDDC(n_components=2, tol=-1).fit(X)
+    assert HDDC(n_components=2, tol=0.0, max_iter=7).fit(X).n_iter_ == 7     # tol 0: exactly max_iter (sklearn)

@@ -34,7 +34,9 @@ def test_benchmark_small_writes_json(tmp_path):
         assert {s["family"] for s in res["speedups"] if s["provider"] == "native"} == {
             "plans-split_plan", "plans-filter_plan", "plans-mixture_spread", "estep-kernel"}
     # plain batched EM at a fixed K against its peers (gmm-gpu is optional)
-    assert {("em", "dga_fast"), ("em", "dga_fast-reference"), ("em", "sklearn-gmm-full")} <= provs
+    assert {("em", "dga_fast"), ("em", "dga_fast-reference"), ("em", "sklearn-gmm-full"), ("hddc", "dga_fast"),
+            ("hddc", "sklearn-gmm-full")} <= provs
+    assert all(r["check"]["n_iter"] == 20 for r in res["rows"] if r["family"] == "hddc")   # the same iterations
     try:
         import gmm_gpu  # noqa: F401
         assert ("em", "gmm-gpu") in provs and "units_with_nan_labels" in next(

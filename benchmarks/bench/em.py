@@ -1,4 +1,4 @@
-"""Row family ``em``: plain batched EM at one fixed K (``--em-k``, default 8) on the refit family's tokens, all
+"""Row families ``em`` and ``hddc``. ``em``: plain batched EM at one fixed K (``--em-k``, default 8) on the refit family's tokens, all
 units at once, each provider on the same normalised tokens and with at most 100 EM iterations:
 
 - ``dga_fast``: the batched HDDC core (k-means++ and Lloyd per unit, then ``fit_em``: E-step on the native CPU
@@ -11,7 +11,9 @@ units at once, each provider on the same normalised tokens and with at most 100 
 
 K is not the true number of levels of most units, so the ARI against the true levels is reported for information;
 a row's check is that its labels are finite (gmm-gpu's row passes with its NaN count reported: it is the peer's
-result)."""
+result).
+
+``hddc``: the ``HDDC`` estimator against scikit-learn on one large mixture (see ``family_hddc``)."""
 from __future__ import annotations
 
 import os
@@ -21,6 +23,7 @@ import torch
 from .harness import SIZES, Case
 
 MAX_ITER = 100
+HDDC_ITERS = 20
 
 
 def _tokens(args, device):
@@ -106,3 +109,40 @@ def family_em(args, device) -> list[Case]:
     cases.append(Case("em", "sklearn-gmm-full", "fit", run_sklearn, lambda p: {"ok": True, **summary(p)},
                       repeats=1, note="GaussianMixture(K, covariance_type='full') per unit, summed over units"))
     return cases
+
+
+def family_hddc(args, device) -> list[Case]:
+    """``HDDC.fit`` (one mixture, the batched core with G = 1) against ``GaussianMixture(covariance_type="full")``
+    at the same K and the same number of EM iterations (``tol=0``: both run exactly ``HDDC_ITERS``), on a sample
+    of an 8-component Gaussian mixture in D = 32 (N = 100k; 5k at --size small)."""
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.mixture import GaussianMixture
+
+    from dga_fast import HDDC
+
+    N = {"small": 5_000, "default": 100_000, "large": 1_000_000}[args.size]
+    D, K = 32, args.em_k
+    g = torch.Generator().manual_seed(args.seed)
+    truth = torch.randint(0, K, (N,), generator=g)
+    centres = 3.0 * torch.randn(K, D, generator=g)
+    scales = 0.5 + torch.rand(K, D, generator=g)          # axis-aligned, unequal spreads per component
+    X = (centres[truth] + scales[truth] * torch.randn(N, D, generator=g)).numpy()
+    truth = truth.numpy()
+    note = f"N={N} x D={D}, K={K}, exactly {HDDC_ITERS} EM iterations (tol=0)"
+
+    def run_hddc():
+        m = HDDC(n_components=K, max_iter=HDDC_ITERS, tol=0.0, random_state=args.seed, device=device).fit(X)
+        return m.predict(X), m.n_iter_
+
+    def run_sklearn():
+        m = GaussianMixture(K, covariance_type="full", max_iter=HDDC_ITERS, tol=0.0, random_state=args.seed)
+        return m.fit(X).predict(X), m.n_iter_
+
+    def check(out):
+        pred, n_iter = out
+        return {"ok": bool(np.isfinite(pred).all()) and n_iter == HDDC_ITERS, "n_iter": int(n_iter),
+                "ari_vs_truth": round(float(adjusted_rand_score(truth, pred)), 4)}
+
+    return [Case("hddc", "dga_fast", "fit", run_hddc, check, note=note),
+            Case("hddc", "sklearn-gmm-full", "fit", run_sklearn, check, repeats=1, note=note)]
