@@ -5,6 +5,7 @@ from .hddc import HDDC
 from .model import AnchoredDiffusion
 from .mixture import MixtureState
 from .nn import FirstStage
+from .ops import use_backend
 
 __version__ = "0.1.0"
 __all__ = ["AnchoredDiffusion", "DynamicGaussianAnchoring", "FirstStage", "HDDC", "MixtureState", "__version__"]

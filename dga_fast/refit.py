@@ -158,7 +158,7 @@ class RefitContext:
         fl = self.floor if groups is None else self.floor[groups]
         n = self.reducer.sum_int(x.shape[1])
         cfg = dataclasses.replace(self.cfg.mstep, min_mass=max(self.cfg.min_cluster_size * n / self.N, 2.0))
-        res = fit_em(x, state, cfg, fl, max_iter=self.cfg.em_iters if max_iter is None else max_iter,
+        res = fit_em(x, state, cfg, fl, ops.hddc_estep, max_iter=self.cfg.em_iters if max_iter is None else max_iter,
                      tol=self.cfg.tol, reducer=self.reducer)
         self.info["em_iters"] += int(res.n_iter.max()) if res.n_iter.numel() else 0
         return res

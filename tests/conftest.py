@@ -20,3 +20,16 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25
 settings.register_profile("dev", deadline=None, max_examples=25,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+import contextlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def set_backend():
+    """``set_backend(name)`` forces an ops backend (``dga_fast.use_backend``) until the test ends; calls nest."""
+    from dga_fast import use_backend
+    with contextlib.ExitStack() as stack:
+        yield lambda name: stack.enter_context(use_backend(name))

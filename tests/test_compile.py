@@ -33,10 +33,10 @@ def _three_ops_case():
 
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])
-def test_compile_fullgraph_three_ops(backend, monkeypatch):
+def test_compile_fullgraph_three_ops(backend, set_backend):
     if backend == "triton":
         pytest.importorskip("triton")
-    monkeypatch.setenv("DGA_FAST_BACKEND", backend)
+    set_backend(backend)
     torch._dynamo.reset()
     f, args = _three_ops_case()
     want = f(*args)

@@ -50,7 +50,7 @@ def test_model_trains_and_samples_on_cuda(tmp_path):
     assert loaded.device.type == "cuda"
 
 
-def test_native_extension_has_cuda_kernels_and_serves_cuda_tensors(monkeypatch):
+def test_native_extension_has_cuda_kernels_and_serves_cuda_tensors(set_backend):
     """Where nvcc is present the build must have compiled csrc/cuda (unless DGA_FAST_NO_CUDA=1 asked it not to),
     and ops.py must route CUDA tensors to those kernels."""
     from dga_fast import native, ops
@@ -59,7 +59,7 @@ def test_native_extension_has_cuda_kernels_and_serves_cuda_tensors(monkeypatch):
     if os.environ.get("DGA_FAST_NO_CUDA") == "1" or shutil.which("nvcc") is None:
         pytest.skip("CPU-only build requested, or no nvcc")
     assert native.has_cuda()
-    monkeypatch.setenv("DGA_FAST_BACKEND", "native")
+    set_backend("native")
     x, means = torch.randn(3, 500, 4, device="cuda"), torch.randn(3, 5, 4, device="cuda")
     labels = torch.randint(0, 5, (3, 500), device="cuda")
     counts, spread = ops.mixture_spread(x, labels, means)

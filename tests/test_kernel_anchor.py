@@ -106,15 +106,15 @@ def test_anchor_shift_reference_gradcheck():
             (c.double().requires_grad_(),), eps=1e-6, atol=1e-6)
 
 
-def test_dyga_forward_uses_the_kernel(monkeypatch):
+def test_dyga_forward_uses_the_kernel(set_backend):
     from dga_fast import DynamicGaussianAnchoring
     from dga_fast.data import make_unit_tokens
     data = make_unit_tokens(2, 400, 6, seed=0)
     dyga = DynamicGaussianAnchoring(2, 6, init_components=3, seed=0).refit(data.tokens).to(DEV)
     tok = data.tokens[:50].to(DEV)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
+    set_backend("reference")
     ref, k_ref = dyga(tok), dyga.assign(tok)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "triton")
+    set_backend("triton")
     got, k_got = dyga(tok), dyga.assign(tok)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     assert torch.equal(k_got, k_ref)

@@ -91,7 +91,7 @@ def test_kernel_estep_gradient(shape, n_inactive, seed):
     torch.testing.assert_close(gx.double().cpu(), gr, rtol=1e-3, atol=1e-3 * float(gr.abs().max()) + 1e-4)
 
 
-def test_dispatch_rule(monkeypatch):
+def test_dispatch_rule(monkeypatch, set_backend):
     st = random_state(2, 3, 5, 2, seed=0).to(dtype=torch.float32)
     x = _data(st, 8, 1.0, 0).float().to(DEV)           # Triton needs CUDA tensors, or the interpreter on CPU
     st = st.to(device=DEV)
@@ -104,17 +104,17 @@ def test_dispatch_rule(monkeypatch):
             return real(*a)
 
     monkeypatch.setattr(torch.ops.dga_fast, "hddc_estep", Spy())
-    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
+    set_backend("reference")
     ops.hddc_estep(x, st)
     assert not called
-    monkeypatch.setenv("DGA_FAST_BACKEND", "triton")
+    set_backend("triton")
     lr_t, ll_t = ops.hddc_estep(x, st)
     assert called
     lr_r, ll_r = ops.hddc_estep(x.double(), st.to(dtype=torch.float64))           # float64: reference
     assert ll_r.dtype == torch.float64 and len(called) == 1
     torch.testing.assert_close(ll_t.double(), ll_r, rtol=1e-5, atol=1e-4)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "auto")
-    ops.hddc_estep(x.cpu(), st.to(device="cpu"))                                 # auto: CPU tensors -> reference
+    set_backend("auto")
+    ops.hddc_estep(x.cpu(), st.to(device="cpu"))              # auto: CPU tensors -> native op or reference
     ops.hddc_estep(x, st)
     assert len(called) == (2 if x.is_cuda else 1)                                 # auto: Triton for CUDA only
 

@@ -78,15 +78,15 @@ def test_skip_block_reference_gradcheck():
     assert torch.autograd.gradcheck(f, tuple(t.double().requires_grad_() for t in (h, skip, w, b)))
 
 
-def test_decoder_input_module_uses_the_kernel(monkeypatch):
+def test_decoder_input_module_uses_the_kernel(set_backend):
     from dga_fast.nn.skip_dropout import DecoderInput
     torch.manual_seed(0)
     mod = DecoderInput(4, 4, 2, 0.2).train().to(DEV)
     h, skip = torch.randn(2, 4, 5, 5, device=DEV), torch.randn(2, 4, 5, 5, device=DEV)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
+    set_backend("reference")
     torch.manual_seed(1)
     xr, yr = mod(h, skip)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "triton")
+    set_backend("triton")
     torch.manual_seed(1)                                   # the same keep mask
     xt, yt = mod(h, skip)
     torch.testing.assert_close(xt, xr)

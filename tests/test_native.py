@@ -69,14 +69,14 @@ def test_mixture_spread_matches_reference(device, G, N, K, D, seed):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_split_and_filter_components_native_equals_reference(monkeypatch, device):
+def test_split_and_filter_components_native_equals_reference(device, set_backend):
     st = random_state(3, 6, 5, 2, seed=1, n_inactive=2).to(device=device, dtype=torch.float32)
     spread, counts = torch.rand(3, 6, device=device), torch.randint(5, 50, (3, 6), device=device)
     mass = 40 * torch.rand(3, 6, device=device)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "native")
+    set_backend("native")
     a, na = ops.split_components(st, spread, counts, 0.2, 6, 4.5)
     f = ops.filter_components(st, mass, 10.0)
-    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
+    set_backend("reference")
     b, nb = ops.split_components(st, spread, counts, 0.2, 6, 4.5)
     h = ops.filter_components(st, mass, 10.0)
     assert torch.equal(na, nb)

@@ -128,17 +128,17 @@ def test_native_estep_rejects_bad_input():
     assert torch.isfinite(ll).all()
 
 
-def test_dispatch_takes_the_native_estep_on_cpu(monkeypatch):
+def test_dispatch_takes_the_native_estep_on_cpu(monkeypatch, set_backend):
     st = random_state(2, 3, 5, 2, seed=0).to(dtype=torch.float32)
     x = _data(st, 8, 1.0, 0).float()
     called = []
     real = torch.ops.dga_fast.hddc_estep_native
     monkeypatch.setattr(torch.ops.dga_fast, "hddc_estep_native", lambda *a: called.append(1) or real(*a))
-    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
+    set_backend("reference")
     ops.hddc_estep(x, st)
     assert not called
     for name in ("auto", "native"):
-        monkeypatch.setenv("DGA_FAST_BACKEND", name)
+        set_backend(name)
         ops.hddc_estep(x, st)
         assert len(called) == 1
         called.clear()

@@ -1,5 +1,6 @@
 """The benchmark harness, the demo and the backend switch run end to end (small sizes)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,12 +60,28 @@ def test_anchor_demo_writes_plots_and_summary(tmp_path):
     assert len(summary["n_components"]) == 4
 
 
-def test_backend_variable(monkeypatch):
-    monkeypatch.setenv("DGA_FAST_BACKEND", "reference")
-    assert ops.backend() == "reference"
-    monkeypatch.setenv("DGA_FAST_BACKEND", "bogus")
-    with pytest.raises(ValueError, match="DGA_FAST_BACKEND"):
-        ops.backend()
+def test_backend_registry():
+    """The backend is read from DGA_FAST_BACKEND once, at import (a bad value is a clear error there), and
+    switched for a block by dga_fast.use_backend."""
+    from dga_fast import use_backend
+    before = ops.backend()
+    with use_backend("reference"):
+        assert ops.backend() == "reference"
+        with use_backend("native"):
+            assert ops.backend() == "native"
+        assert ops.backend() == "reference"
+    assert ops.backend() == before
+    with pytest.raises(ValueError, match="backend must be one of"):
+        with use_backend("bogus"):
+            pass
+    assert ops.backend() == before
+    code = "import dga_fast.ops as o; print(o.backend())"
+    env = {**os.environ, "DGA_FAST_BACKEND": "Reference"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "reference", out.stderr[-2000:]
+    env["DGA_FAST_BACKEND"] = "bogus"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "DGA_FAST_BACKEND must be one of" in out.stderr
 
 
 def test_training_demo_short(tmp_path):

@@ -3,7 +3,7 @@ units at once, each provider on the same normalised tokens and with at most 100 
 
 - ``dga_fast``: the batched HDDC core (k-means++ and Lloyd per unit, then ``fit_em``: E-step on the native CPU
   op or the Triton kernel, per-unit stop at ``|ΔLL| / (1 + |LL|) < 1e-4``); ``dga_fast-reference``: the same with
-  ``DGA_FAST_BACKEND=reference``;
+  ``use_backend("reference")``;
 - ``gmm-gpu`` (PyPI ``gmm-gpu``, optional: ``pip install --no-deps gmm-gpu``): the peer built for this job, many
   full-covariance GMMs fitted as one ``[B, N, D]`` tensor (k-means++ and k-means, then EM; stop at
   ``|ΔLL| < 1e-3``); its NaN labels are counted and reported, not hidden;
@@ -15,8 +15,6 @@ result).
 
 ``hddc``: the ``HDDC`` estimator against scikit-learn on one large mixture (see ``family_hddc``)."""
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -40,6 +38,7 @@ def _tokens(args, device):
 
 def _dga_em(x, K, seed):
     """Hard labels [U, N] and the largest iteration count of the batched HDDC EM."""
+    from dga_fast import ops
     from dga_fast.mixture import MStepConfig, fit_em, init_state, initial_partition
     from dga_fast.mixture.dims import default_d_max
 
@@ -47,7 +46,7 @@ def _dga_em(x, K, seed):
     cfg = MStepConfig(d_max=default_d_max(D, None), min_mass=2.0)
     floor = x.new_full((U,), 1e-6)
     labels = initial_partition(x, K, "kmeans++", torch.Generator().manual_seed(seed))
-    res = fit_em(x, init_state(x, labels, K, cfg, floor), cfg, floor, max_iter=MAX_ITER, tol=1e-4)
+    res = fit_em(x, init_state(x, labels, K, cfg, floor), cfg, floor, ops.hddc_estep, max_iter=MAX_ITER, tol=1e-4)
     return res.log_resp.argmax(-1), int(res.n_iter.max())
 
 
@@ -55,6 +54,8 @@ def family_em(args, device) -> list[Case]:
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
     from sklearn.mixture import GaussianMixture
+
+    from dga_fast import use_backend
 
     K = args.em_k
     x, labels = _tokens(args, device)
@@ -74,12 +75,8 @@ def family_em(args, device) -> list[Case]:
         return _dga_em(x, K, args.seed)
 
     def run_dga_reference():
-        old = os.environ.get("DGA_FAST_BACKEND")
-        os.environ["DGA_FAST_BACKEND"] = "reference"
-        try:
+        with use_backend("reference"):
             return _dga_em(x, K, args.seed)
-        finally:
-            os.environ.pop("DGA_FAST_BACKEND") if old is None else os.environ.__setitem__("DGA_FAST_BACKEND", old)
 
     def check_dga(out):
         s = summary(*out)
@@ -87,7 +84,7 @@ def family_em(args, device) -> list[Case]:
 
     cases = [Case("em", "dga_fast", "fit", run_dga, check_dga, note=note),
              Case("em", "dga_fast-reference", "fit", run_dga_reference, check_dga,
-                  note="the same EM with DGA_FAST_BACKEND=reference")]
+                  note="the same EM with use_backend('reference')")]
     try:
         from gmm_gpu.gmm import GMM
     except ImportError:

@@ -1,8 +1,6 @@
 """Row family ``refit``: the full DyGA refit against scikit-learn (true K) and the per-component loop baseline."""
 from __future__ import annotations
 
-import os
-
 from .harness import SIZES, Case, sync
 
 def family_refit(args, device) -> list[Case]:
@@ -10,7 +8,7 @@ def family_refit(args, device) -> list[Case]:
     from sklearn.metrics import adjusted_rand_score
     from sklearn.mixture import GaussianMixture
 
-    from dga_fast import DynamicGaussianAnchoring
+    from dga_fast import DynamicGaussianAnchoring, use_backend
     from dga_fast.data import hard_setting, make_published_tokens, make_unit_tokens
     from dga_fast.mixture.normalise import Normaliser
     from loop_baseline import loop_refit
@@ -36,15 +34,8 @@ def family_refit(args, device) -> list[Case]:
         return dyga.assign(tokens).cpu().numpy()
 
     def run_dyga_reference():   # every op on the PyTorch reference: what the kernels and native ops add
-        old = os.environ.get("DGA_FAST_BACKEND")
-        os.environ["DGA_FAST_BACKEND"] = "reference"
-        try:
+        with use_backend("reference"):
             return run_dyga()
-        finally:
-            if old is None:
-                del os.environ["DGA_FAST_BACKEND"]
-            else:
-                os.environ["DGA_FAST_BACKEND"] = old
 
     def check_dyga(pred):
         n = dyga.n_components.cpu()

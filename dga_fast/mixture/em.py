@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -26,17 +27,18 @@ def responsibilities(log_resp: torch.Tensor) -> torch.Tensor:
     return log_resp.clamp_min(-80.0).exp_()
 
 
-def _estep(x, state):
-    from .. import ops  # the one dispatch point (reference / fused kernels)
-    return ops.hddc_estep(x, state)
+# (x [G, N, D], state) -> (log_resp [G, N, K], loglik [G, N]): the caller's E-step (normally dga_fast.ops.hddc_estep,
+# the one dispatch point; mixture/ never imports ops/, which sits above it)
+EStep = Callable[[torch.Tensor, MixtureState], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per group
            state: MixtureState,
            cfg: MStepConfig,
            floor: torch.Tensor,   # [G]
+           estep: EStep,
            *, max_iter: int = 100, tol: float = 1e-4, reducer: Reducer = LOCAL) -> EMResult:
-    """Alternate E- and M-steps. A group stops when ``|ΔLL| / (1 + |LL|) < tol`` (LL = mean per-sample
+    """Alternate E-steps (``estep``) and M-steps. A group stops when ``|ΔLL| / (1 + |LL|) < tol`` (LL = mean per-sample
     log-likelihood) or after ``max_iter`` M-steps; stopped groups keep their parameters and drop out of
     the E- and M-steps. The returned parameters are those the last E-step (and so ``log_likelihood`` and
     ``log_resp``) was computed with. With a ``reducer`` of several ranks, ``x`` is this rank's share of the
@@ -54,7 +56,7 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
         full = todo.numel() == G
         xs = x if full else x[todo]
         sub = state if full else state.index_groups(todo)
-        log_resp, ll = _estep(xs, sub)
+        log_resp, ll = estep(xs, sub)
         if log_resp_out is None or log_resp_out.shape[-1] != log_resp.shape[-1]:
             log_resp_out = torch.empty(G, N, log_resp.shape[-1], dtype=log_resp.dtype, device=x.device)
         log_resp_out[todo] = log_resp

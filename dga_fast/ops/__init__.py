@@ -6,34 +6,22 @@ the HDDC E-step, the anchor shift and the skip block) and ``native`` (the C++ ex
 the spread / split / filter plans on CPU tensors, and on CUDA tensors in a CUDA build). ``auto`` (the default)
 takes Triton for CUDA tensors when Triton is installed, the native ops for the plans when built for the
 tensors' device, and the reference otherwise. The
-environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``, ``triton`` or ``native``) forces a
-backend everywhere; ``triton`` on CPU tensors runs the kernels in Triton's interpreter (set
+backend is chosen once, by ``registry``: the environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``,
+``triton`` or ``native``) read when dga_fast is imported, or ``dga_fast.use_backend(name)`` (a context manager, for
+tests and benchmarks); a forced backend applies everywhere; ``triton`` on CPU tensors runs the kernels in Triton's interpreter (set
 ``TRITON_INTERPRET=1`` before dga_fast is imported; slow, for tests). float64 inputs always take the
 reference: the kernels compute in float32.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-from . import reference
-from ._validation import check_float_tensor
-from .mixture.state import MixtureState
-
-BACKENDS = ("auto", "reference", "triton", "native")
-
-
-def backend() -> str:
-    """The backend requested by ``DGA_FAST_BACKEND`` (validated)."""
-    name = os.environ.get("DGA_FAST_BACKEND", "auto").strip().lower() or "auto"
-    if name not in BACKENDS:
-        raise ValueError(f"DGA_FAST_BACKEND must be one of {BACKENDS}, got {name!r}")
-    return name
-
+from .. import reference
+from .._validation import check_float_tensor
+from ..mixture.state import MixtureState
+from .registry import BACKENDS, backend, use_backend  # noqa: F401  (re-exported)
 
 def _impl(name: str):
-    backend()  # validates the variable
     return getattr(reference, name)
 
 
@@ -46,7 +34,7 @@ def triton_available() -> bool:
     global _TRITON_OK
     if _TRITON_OK is None:
         try:
-            from . import custom_ops  # noqa: F401  (registers torch.ops.dga_fast.*)
+            from .. import custom_ops  # noqa: F401  (registers torch.ops.dga_fast.*)
             _TRITON_OK = True
         except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
             _TRITON_OK = False
@@ -59,7 +47,7 @@ def _use_native(t: torch.Tensor) -> bool:
     b = backend()
     if b not in ("auto", "native"):
         return False
-    from . import native
+    from .. import native
     if b == "native" and not native.serves(t.device):
         raise RuntimeError(f"DGA_FAST_BACKEND=native but dga_fast._C has no kernels for {t.device.type} tensors "
                            "(reinstall without DGA_FAST_NO_EXT=1 / DGA_FAST_NO_CUDA=1)")
