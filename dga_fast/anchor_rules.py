@@ -25,7 +25,7 @@ class OurShift:
 
     def fit_normaliser(self, x: torch.Tensor,  # [U, N, Dc]
                        reducer: Reducer, n_total: int) -> Normaliser:
-        return Normaliser.fit(x, reducer=reducer, n_total=n_total)
+        return Normaliser.fit(x, reducer=reducer, n_total=n_total, moments=ops.group_moments)
 
     def use_stats(self, dyga, tokens: torch.Tensor):  # tokens [B, U, Dc] -> (shift [U, Dc], scale [U])
         """The normalisation ``assign`` and ``responsibilities`` apply: the refit's, stored."""

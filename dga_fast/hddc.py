@@ -126,7 +126,7 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
         if N < max(self.n_components, 2):
             raise ValueError(f"X has {N} sample(s), fewer than n_components={self.n_components} "
                              "(and at least 2 are needed)")
-        norm = Normaliser.fit(x.unsqueeze(0))                                   # the mixture core's normaliser
+        norm = Normaliser.fit(x.unsqueeze(0), moments=ops.group_moments)        # the mixture core's normaliser
         if bool(norm.collapsed[0]):
             raise ValueError("X is constant (zero variance); a mixture cannot be fitted to constant data")
         shift, scale = norm.shift[0], float(norm.scale[0])

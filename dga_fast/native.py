@@ -1,6 +1,6 @@
 """The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
 of spread / split / filter and the fused HDDC E-step on CPU, registered as
-``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native}``,
+``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native, group_moments}``,
 with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
 absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
 missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
@@ -72,6 +72,12 @@ def _register_fakes():
 
     torch.library.register_autograd("dga_fast::hddc_estep_native", estep_grad.backward,
                                     setup_context=estep_grad.setup_context)
+
+    @torch.library.register_fake("dga_fast::group_moments")
+    def _moments_fake(x):
+        G, _, D = x.shape
+        return (x.new_empty(G, D, dtype=torch.float64), x.new_empty(G, dtype=torch.float64),
+                x.new_empty(G, dtype=torch.float64))
 
     @torch.library.register_fake("dga_fast::filter_plan")
     def _filter_fake(active, mass, min_size):

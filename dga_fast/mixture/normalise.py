@@ -23,19 +23,18 @@ class Normaliser:
 
     @classmethod
     def fit(cls, x: torch.Tensor,  # [G, N, D] (this rank's rows)
-            *, reducer: Reducer = LOCAL, n_total: int | None = None) -> "Normaliser":
+            *, reducer: Reducer = LOCAL, n_total: int | None = None, moments=None) -> "Normaliser":
         """Statistics in float64 (summed over the ranks of ``reducer``), returned in ``x``'s dtype.
 
-        The mean is refined by a second pass (``μ = μ₀ + Σ(x − μ₀)/n``): the first pass's rounding error,
-        up to ``n·eps·|x|``, would otherwise count as spread and keep a unit that is constant up to rounding
-        (its tokens a few ulp apart) from being recognised as collapsed."""
+        ``moments``: a fused ``x -> group_sums(x)`` for one process (``dga_fast.ops.group_moments``: the native
+        op on CPU); used when ``reducer`` has a single rank."""
         G, N, D = x.shape
         n = n_total if n_total is not None else reducer.sum_int(N)
-        x64 = x.to(torch.float64)
-        shift = reducer.sum(sum_samples(x64)) / n                                 # [G, D]
-        shift = shift + reducer.sum(sum_samples(x64 - shift.unsqueeze(1))) / n
-        var = reducer.sum(sum_samples((x64 - shift.unsqueeze(1)).square().sum(-1))) / (n * D)   # [G]
-        mag = reducer.sum(sum_samples(x64.square().sum(-1))) / (n * D)
+        if moments is not None and reducer.world == 1:
+            shift, dev2, sq = moments(x)
+        else:
+            shift, dev2, sq = group_sums(x, reducer=reducer, n_total=n)
+        var, mag = dev2 / (n * D), sq / (n * D)                                  # [G]
         collapsed = var.sqrt() <= COLLAPSE_EPS * torch.finfo(x.dtype).eps * mag.sqrt()
         scale = torch.where(collapsed, torch.ones_like(var), var.sqrt())
         return cls(shift=shift.to(x.dtype), scale=scale.to(x.dtype), collapsed=collapsed)
@@ -59,6 +58,21 @@ class Normaliser:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:   # [G, N, D] -> [G, N, D] normalised
         return normalise(x, self.shift, self.scale)
+
+
+def group_sums(x: torch.Tensor,  # [G, N, D] (this rank's rows)
+               *, reducer: Reducer = LOCAL, n_total: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:   # [G, D], [G], [G] float64
+    """Per group, over all ranks' rows: the mean (refined by a second pass ``μ = μ₀ + Σ(x − μ₀)/n``: the first
+    pass's rounding error, up to ``n·eps·|x|``, would otherwise count as spread and keep a unit that is constant
+    up to rounding from being recognised as collapsed), ``Σ‖x − μ‖²`` and ``Σ‖x‖²``, in float64, each group's rows
+    added in order."""
+    n = n_total if n_total is not None else reducer.sum_int(x.shape[1])
+    x64 = x.to(torch.float64)
+    shift = reducer.sum(sum_samples(x64)) / n                                 # [G, D]
+    shift = shift + reducer.sum(sum_samples(x64 - shift.unsqueeze(1))) / n
+    dev2 = reducer.sum(sum_samples((x64 - shift.unsqueeze(1)).square().sum(-1)))
+    return shift, dev2, reducer.sum(sum_samples(x64.square().sum(-1)))
 
 
 def normalise(x: torch.Tensor,      # [G, N, D]

@@ -88,6 +88,17 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
     return _impl("hddc_estep")(x, state)
 
 
+def group_moments(x: torch.Tensor  # [G, N, D]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:   # [G, D], [G], [G] float64
+    """The normaliser's sums of every group (``mixture.normalise.group_sums`` for one process): the refined mean,
+    ``Σ‖x − μ‖²`` and ``Σ‖x‖²``; the native op (one pass per statistic, no float64 copy of ``x``) for CPU tensors."""
+    check_float_tensor("x", x, 3, finite=False)
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _use_native(x):
+        return torch.ops.dga_fast.group_moments(x)   # checks x's values as it reads them
+    check_float_tensor("x", x)
+    return _impl("group_moments")(x)
+
+
 def anchor_shift(c: torch.Tensor,      # [B, U, Dc]
                  state: MixtureState, shift: torch.Tensor, scale: torch.Tensor,
                  align, align_max: float) -> torch.Tensor:
