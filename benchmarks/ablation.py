@@ -269,7 +269,7 @@ def main(argv=None) -> int:
         p.error("--eval-samples must be >= 100")
     import torch
 
-    from throughput import device_name, git_commit
+    from bench.harness import device_name, git_commit
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     runs_dir = args.runs_dir or Path("runs") / f"study-{args.budget}"
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
