@@ -4,6 +4,8 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "core/estep_core.h"
