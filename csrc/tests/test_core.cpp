@@ -5,17 +5,9 @@
 #include <vector>
 
 #include "../core/dyga_core.h"
+#include "check.h"
 
 using namespace dga_core;
-
-static int failures = 0;
-#define CHECK(cond)                                                               \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                 \
-    }                                                                             \
-  } while (0)
 
 static void test_spread() {
   // 2-D points: component 0 gets (0,0) and (3,4) around mean (0,0); component 1 is empty

@@ -7,17 +7,9 @@
 #include <vector>
 
 #include "../core/estep_core.h"
+#include "check.h"
 
 using namespace dga_core;
-
-static int failures = 0;
-#define CHECK(cond)                                                               \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                 \
-    }                                                                             \
-  } while (0)
 
 struct Case {
   int64_t N, K, D, DM;

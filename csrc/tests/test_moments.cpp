@@ -5,17 +5,9 @@
 #include <vector>
 
 #include "../core/moments_core.h"
+#include "check.h"
 
 using namespace dga_core;
-
-static int failures = 0;
-#define CHECK(cond)                                                               \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                 \
-    }                                                                             \
-  } while (0)
 
 int main() {
   {   // rows (1, 2), (3, 6): mean (2, 4), deviations 1+4+1+4 = 10, squares 1+4+9+36 = 50

@@ -1,16 +1,15 @@
 """The one place that chooses a backend for every op of dga_fast.
 
-Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``; the CPU path and the oracle of every
-kernel), ``triton`` (fused kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops:
-the HDDC E-step, the anchor shift and the skip block) and ``native`` (the C++ extension ``dga_fast._C``:
-the spread / split / filter plans on CPU tensors, and on CUDA tensors in a CUDA build). ``auto`` (the default)
-takes Triton for CUDA tensors when Triton is installed, the native ops for the plans when built for the
-tensors' device, and the reference otherwise. The
-backend is chosen once, by ``registry``: the environment variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``,
-``triton`` or ``native``) read when dga_fast is imported, or ``dga_fast.use_backend(name)`` (a context manager, for
-tests and benchmarks); a forced backend applies everywhere; ``triton`` on CPU tensors runs the kernels in Triton's interpreter (set
-``TRITON_INTERPRET=1`` before dga_fast is imported; slow, for tests). float64 inputs always take the
-reference: the kernels compute in float32.
+Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``; the oracle of every kernel), ``triton`` (fused
+kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops: the HDDC E-step, the anchor shift and
+the skip block) and ``native`` (the C++ extension ``dga_fast._C``: the spread / split / filter plans on CPU
+tensors and on CUDA tensors in a CUDA build, the HDDC E-step and the normaliser's sums on CPU tensors). ``auto``
+(the default) takes Triton for CUDA tensors when Triton is installed, the native ops where they are built for
+the tensors' device, and the reference otherwise. The backend is chosen once, by ``registry``: the environment
+variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``, ``triton`` or ``native``) read when dga_fast is imported,
+or ``dga_fast.use_backend(name)`` (a context manager, for tests and benchmarks); a forced backend applies
+everywhere; ``triton`` on CPU tensors runs the kernels in Triton's interpreter (set ``TRITON_INTERPRET=1`` before
+dga_fast is imported; slow, for tests). float64 inputs never take a Triton kernel: they compute in float32.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from .. import reference
 from .._validation import check_float_tensor
 from ..mixture.state import MixtureState
 from .registry import BACKENDS, backend, use_backend  # noqa: F401  (re-exported)
+
 
 def _impl(name: str):
     return getattr(reference, name)
