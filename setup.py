@@ -23,8 +23,8 @@ def _extensions():
         return [], {}
     import torch
     from torch.utils import cpp_extension as ce
-    sources = ["csrc/ops.cpp", "csrc/estep_op.cpp", "csrc/moments_op.cpp", "csrc/core/dyga_core.cpp",
-               "csrc/core/estep_core.cpp"]
+    sources = ["csrc/ops.cpp", "csrc/estep_op.cpp", "csrc/moments_op.cpp", "csrc/mstep_op.cpp",
+               "csrc/core/dyga_core.cpp", "csrc/core/estep_core.cpp", "csrc/core/mstep_core.cpp", "csrc/core/isa.cpp"]
     include_dirs = [os.path.abspath("csrc")]
     cxx = ["-O2", "-std=c++17"]
     with_cuda = (torch.version.cuda is not None and ce.CUDA_HOME is not None

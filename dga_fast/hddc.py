@@ -138,8 +138,9 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         gen = torch.Generator().manual_seed(seed)
         labels = initial_partition(xn, self.n_components, self.init, gen)
-        state = init_state(xn, labels, self.n_components, cfg, floor)
-        res = fit_em(xn, state, cfg, floor, ops.hddc_estep, max_iter=self.max_iter, tol=float(self.tol))
+        state = init_state(xn, labels, self.n_components, cfg, floor, kernels=ops.MSTEP)
+        res = fit_em(xn, state, cfg, floor, ops.hddc_estep, max_iter=self.max_iter, tol=float(self.tol),
+                     kernels=ops.MSTEP)
         keep = res.state.active[0]
         self._state_n = res.state.index_slots(torch.nonzero(keep).T)        # active slots only, in order
         self._shift, self._scale = shift, scale

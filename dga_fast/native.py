@@ -1,6 +1,7 @@
 """The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
 of spread / split / filter and the fused HDDC E-step on CPU, registered as
-``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native, group_moments}``,
+``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native, group_moments, mstep_moments,
+mstep_scatter, batched_eigh}``,
 with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
 absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
 missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
@@ -83,3 +84,19 @@ def _register_fakes():
     def _filter_fake(active, mass, min_size):
         _same_device(active=active, mass=mass)
         return active.new_empty(active.shape), active.new_empty(active.shape, dtype=torch.int64)
+
+    @torch.library.register_fake("dga_fast::mstep_moments")
+    def _mstep_moments_fake(x, resp, eps):
+        _same_device(x=x, resp=resp)
+        G, _, D = x.shape
+        return x.new_empty(G, resp.shape[2]), x.new_empty(G, resp.shape[2], D)
+
+    @torch.library.register_fake("dga_fast::mstep_scatter")
+    def _mstep_scatter_fake(x, resp, means, eps):
+        _same_device(x=x, resp=resp, means=means)
+        G, _, D = x.shape
+        return x.new_empty(G, resp.shape[2], D, D)
+
+    @torch.library.register_fake("dga_fast::batched_eigh")
+    def _eigh_fake(W):
+        return W.new_empty(W.shape[:2]), W.new_empty(W.shape)

@@ -159,7 +159,7 @@ class RefitContext:
         n = self.reducer.sum_int(x.shape[1])
         cfg = dataclasses.replace(self.cfg.mstep, min_mass=max(self.cfg.min_cluster_size * n / self.N, 2.0))
         res = fit_em(x, state, cfg, fl, ops.hddc_estep, max_iter=self.cfg.em_iters if max_iter is None else max_iter,
-                     tol=self.cfg.tol, reducer=self.reducer)
+                     tol=self.cfg.tol, reducer=self.reducer, kernels=ops.MSTEP)
         self.info["em_iters"] += int(res.n_iter.max()) if res.n_iter.numel() else 0
         return res
 
@@ -184,7 +184,8 @@ def seed_state(ctx: RefitContext, xs: torch.Tensor) -> MixtureState:
     s_offset = sum(ctx.reducer.sizes(xs.shape[1])[:ctx.reducer.rank])
     K = ctx.cfg.init_components
     labels = initial_partition(xs, K, "kmeans++", ctx.streams, reducer=ctx.reducer, offset=s_offset)
-    return check_stage(init_state(xs, labels, K, ctx.cfg.mstep, ctx.floor, reducer=ctx.reducer), "seed")
+    return check_stage(init_state(xs, labels, K, ctx.cfg.mstep, ctx.floor, reducer=ctx.reducer, kernels=ops.MSTEP),
+                       "seed")
 
 
 def em_stage(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> MixtureState:
@@ -273,9 +274,9 @@ def merge_stage(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> Mix
     not split again (``UnionSplitTest``), then compact."""
     log_resp, _ = ops.hddc_estep(xs, state)
     labels = log_resp.argmax(-1)
-    stats = PointStats.of_points(xs, labels, state.K, reducer=ctx.reducer)
+    stats = PointStats.of_points(xs, labels, state.K, reducer=ctx.reducer, kernels=ops.MSTEP)
     state, n_merged = merge_components(state, ctx.S, ctx.cfg.mstep, ctx.floor, stats=stats,
-                                       verify=UnionSplitTest(ctx, xs, labels))
+                                       verify=UnionSplitTest(ctx, xs, labels), eigh=ops.MSTEP.eigh)
     ctx.info["n_merged"] += n_merged.cpu()
     state = ops.filter_components(state, state.weights() * ctx.N, 0.0)
     return check_stage(state.resize(state.used_slots()), "merge")

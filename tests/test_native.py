@@ -65,7 +65,8 @@ def test_mixture_spread_matches_reference(device, G, N, K, D, seed):
     c, s = torch.ops.dga_fast.mixture_spread(x, labels, means)
     c_r, s_r = ref.mixture_spread(x, labels, means)
     assert torch.equal(c, c_r)
-    torch.testing.assert_close(s, s_r, rtol=1e-6, atol=1e-6)
+    # float32 means of up to 1031 distances summed in different orders: a few ulp apart (1.5e-6 seen)
+    torch.testing.assert_close(s, s_r, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -150,7 +151,7 @@ def test_fuzz_never_crashes_the_process(device):
             return tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 4)))
         raised = ok = 0
         for i in range(4000):
-            which = rng.randrange(5 if device == "cpu" else 3)   # the E-step op is CPU-only
+            which = rng.randrange(10 if device == "cpu" else 3)   # the E- and M-step ops are CPU-only
             try:
                 if which == 0:
                     op.mixture_spread(t(shape()), t(shape()), t(shape()))
@@ -161,13 +162,29 @@ def test_fuzz_never_crashes_the_process(device):
                     op.filter_plan(t(shape()), t(shape()), rng.uniform(-5, 50))
                 elif which == 3:
                     op.hddc_estep_native(*(t(shape()) for _ in range(6)))
-                else:   # consistent shapes [G,N,D], [G,K,D], [G,K,D,M], [G,K,M], [G,K], [G,K], one input altered
+                elif which == 4:   # consistent shapes [G,N,D], [G,K,D], [G,K,D,M], [G,K,M], [G,K], [G,K], one altered
                     G, N, K, D, M = (rng.randint(0, 4) for _ in range(5))
                     args = [t(s_) for s_ in ((G, N, D), (G, K, D), (G, K, D, M), (G, K, M), (G, K), (G, K))]
                     good = [a.float().to(device) for a in args]
                     bad = rng.randrange(6)
                     good[bad] = args[bad]
                     op.hddc_estep_native(*good)
+                elif which == 5:
+                    op.group_moments(t(shape()))
+                elif which == 6:
+                    op.mstep_moments(t(shape()), t(shape()), rng.uniform(-1, 1))
+                elif which == 7:
+                    op.mstep_scatter(t(shape()), t(shape()), t(shape()), rng.uniform(-1, 1))
+                elif which == 8:   # consistent shapes x [G,N,D], resp [G,N,K], means [G,K,D], one altered
+                    G, N, K, D = (rng.randint(0, 4) for _ in range(4))
+                    args = [t(s_) for s_ in ((G, N, D), (G, N, K), (G, K, D))]
+                    good = [a.float().to(device) for a in args]
+                    bad = rng.randrange(3)
+                    good[bad] = args[bad]
+                    op.mstep_moments(good[0], good[1], 1e-7)
+                    op.mstep_scatter(*good, 1e-7)
+                else:
+                    op.batched_eigh(t(shape()))
                 ok += 1
             except (ValueError, TypeError, RuntimeError, IndexError):
                 raised += 1

@@ -46,7 +46,8 @@ def _dga_em(x, K, seed):
     cfg = MStepConfig(d_max=default_d_max(D, None), min_mass=2.0)
     floor = x.new_full((U,), 1e-6)
     labels = initial_partition(x, K, "kmeans++", torch.Generator().manual_seed(seed))
-    res = fit_em(x, init_state(x, labels, K, cfg, floor), cfg, floor, ops.hddc_estep, max_iter=MAX_ITER, tol=1e-4)
+    res = fit_em(x, init_state(x, labels, K, cfg, floor, kernels=ops.MSTEP), cfg, floor, ops.hddc_estep,
+                 max_iter=MAX_ITER, tol=1e-4, kernels=ops.MSTEP)
     return res.log_resp.argmax(-1), int(res.n_iter.max())
 
 

@@ -4,18 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
+
+#include "isa.h"
 
 namespace dga_core {
 namespace {
-
-#if defined(__GNUC__)
-#define DGA_INLINE inline __attribute__((always_inline))
-#else
-#define DGA_INLINE inline
-#endif
 
 // xt [D][R] <- rows t0 .. t0+n-1 of x transposed; lanes n..R-1 repeat row t0 (finite, their results unused).
 template <typename T>
@@ -96,15 +90,13 @@ DGA_INLINE void rows_impl(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* scr
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DGA_ESTEP_X86 1
+#ifdef DGA_X86_BUILDS
 template <typename T>
-__attribute__((target("avx512f,avx512vl,avx2,fma"))) void rows_avx512(const EstepGroup<T>& g, int64_t r0,
-                                                                      int64_t r1, T* s) {
+DGA_TARGET_AVX512 void rows_avx512(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
   rows_impl(g, r0, r1, s);
 }
 template <typename T>
-__attribute__((target("avx2,fma"))) void rows_avx2(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
+DGA_TARGET_AVX2 void rows_avx2(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
   rows_impl(g, r0, r1, s);
 }
 #endif
@@ -113,36 +105,10 @@ void rows_baseline(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
   rows_impl(g, r0, r1, s);
 }
 
-enum class Isa { kBaseline, kAvx2, kAvx512 };
-
-Isa hardware_isa() {
-#ifdef DGA_ESTEP_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-#endif
-  return Isa::kBaseline;
-}
-
-// The widest build the CPU runs, or a narrower one named by DGA_FAST_CPU_ISA (baseline / avx2: tests and
-// benchmarks of the other builds on one machine).
-Isa detect_isa() {
-  const Isa hw = hardware_isa();
-  const char* env = std::getenv("DGA_FAST_CPU_ISA");
-  if (env && std::strcmp(env, "baseline") == 0) return Isa::kBaseline;
-  if (env && std::strcmp(env, "avx2") == 0 && hw == Isa::kAvx512) return Isa::kAvx2;
-  return hw;
-}
-
-Isa isa() {
-  static const Isa chosen = detect_isa();
-  return chosen;
-}
-
 template <typename T>
 void dispatch(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* s) {
-#ifdef DGA_ESTEP_X86
-  switch (isa()) {
+#ifdef DGA_X86_BUILDS
+  switch (cpu_isa()) {
     case Isa::kAvx512: rows_avx512(g, r0, r1, s); return;
     case Isa::kAvx2: rows_avx2(g, r0, r1, s); return;
     default: break;
@@ -158,12 +124,6 @@ void estep_rows(const EstepGroup<double>& g, int64_t r0, int64_t r1, double* scr
   dispatch(g, r0, r1, scratch);
 }
 
-const char* estep_isa() {
-  switch (isa()) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "baseline";
-  }
-}
+const char* estep_isa() { return isa_name(cpu_isa()); }
 
 }  // namespace dga_core

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 
 from ..distributed import LOCAL, Reducer
-from .mstep import MStepConfig, m_step
+from .mstep import REFERENCE, MStepConfig, MStepKernels, m_step
 from .reduce import sum_samples
 from .state import MixtureState
 
@@ -37,13 +37,14 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
            cfg: MStepConfig,
            floor: torch.Tensor,   # [G]
            estep: EStep,
-           *, max_iter: int = 100, tol: float = 1e-4, reducer: Reducer = LOCAL) -> EMResult:
+           *, max_iter: int = 100, tol: float = 1e-4, reducer: Reducer = LOCAL,
+           kernels: MStepKernels = REFERENCE) -> EMResult:
     """Alternate E-steps (``estep``) and M-steps. A group stops when ``|ΔLL| / (1 + |LL|) < tol`` (LL = mean per-sample
     log-likelihood) or after ``max_iter`` M-steps; stopped groups keep their parameters and drop out of
     the E- and M-steps. The returned parameters are those the last E-step (and so ``log_likelihood`` and
     ``log_resp``) was computed with. With a ``reducer`` of several ranks, ``x`` is this rank's share of the
     samples: E-steps run locally, the M-step's statistics and the log-likelihood are summed over the ranks, and
-    ``log_resp`` holds this rank's samples."""
+    ``log_resp`` holds this rank's samples. ``kernels``: the M-step's sums and eigendecompositions (``m_step``)."""
     G, N, _ = x.shape
     n_total = reducer.sum_int(N)
     ll_out = torch.full((G,), float("nan"), dtype=torch.float64, device=x.device)
@@ -71,11 +72,11 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
         nxt = todo[go]
         if full and bool(go.all()):
             state = m_step(x, responsibilities(log_resp), cfg, floor, prev_active=state.active, reducer=reducer,
-                           n_total=n_total)
+                           n_total=n_total, kernels=kernels)
         else:
             sel = go.nonzero().squeeze(1)
             new = m_step(xs[sel], responsibilities(log_resp[sel]), cfg, floor[nxt],
-                         prev_active=sub.active[sel], reducer=reducer, n_total=n_total)
+                         prev_active=sub.active[sel], reducer=reducer, n_total=n_total, kernels=kernels)
             state = state.scatter_groups(nxt, new)
         n_iter[nxt] += 1
         ll_prev[nxt] = LL[go]
@@ -85,7 +86,7 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
 
 
 def init_state(x: torch.Tensor, labels: torch.Tensor, K: int, cfg: MStepConfig,
-               floor: torch.Tensor, *, reducer: Reducer = LOCAL) -> MixtureState:
+               floor: torch.Tensor, *, reducer: Reducer = LOCAL, kernels: MStepKernels = REFERENCE) -> MixtureState:
     """Parameters from a hard partition ``labels [G, N]`` (one M-step on one-hot responsibilities)."""
     resp = torch.nn.functional.one_hot(labels, K).to(x.dtype)
-    return m_step(x, resp, cfg, floor, reducer=reducer)
+    return m_step(x, resp, cfg, floor, reducer=reducer, kernels=kernels)

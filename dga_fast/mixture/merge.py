@@ -31,7 +31,7 @@ import torch
 
 from ..distributed import LOCAL, Reducer
 from .dims import cattell_dims
-from .mstep import MStepConfig, Pairs, moments, robust_eigh, scatter_matrices, subspace
+from .mstep import REFERENCE, MStepConfig, MStepKernels, robust_eigh, subspace
 from .reduce import logsumexp_slots
 from .state import MixtureState
 
@@ -55,25 +55,26 @@ class PointStats:
     @classmethod
     def of_points(cls, x: torch.Tensor,       # [G, n, D]
                   labels: torch.Tensor,       # [G, n] hard assignment
-                  K: int, *, reducer: Reducer = LOCAL) -> "PointStats":
-        """Counts, means and (ML) covariances of the hard-assigned points of every slot."""
+                  K: int, *, reducer: Reducer = LOCAL, kernels: MStepKernels = REFERENCE) -> "PointStats":
+        """Counts, means and (ML) covariances of the hard-assigned points of every slot (the M-step's sums,
+        ``kernels``, in float64)."""
         one_hot = torch.nn.functional.one_hot(labels, K).to(torch.float64)
         x64 = x.to(torch.float64)
-        pairs = Pairs.of(one_hot)
-        n, first = moments(x64, one_hot, pairs)
+        pairs = kernels.pairs(one_hot)
+        n, first = kernels.moments(x64, one_hot, pairs)
         n = reducer.sum(n)
         means = reducer.sum(first) / n.clamp_min(1.0).unsqueeze(-1)
-        cov = reducer.sum(scatter_matrices(x64, one_hot, means, pairs)) / n.clamp_min(1.0)[..., None, None]
+        cov = reducer.sum(kernels.scatter(x64, one_hot, means, pairs)) / n.clamp_min(1.0)[..., None, None]
         return cls(n=n, means=means, cov=cov)
 
 
 def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                stats: PointStats, verify=None, done: torch.Tensor | None = None
-                ) -> tuple[MixtureState, PointStats, torch.Tensor]:
+                stats: PointStats, verify=None, done: torch.Tensor | None = None,
+                eigh=torch.linalg.eigh) -> tuple[MixtureState, PointStats, torch.Tensor]:
     """One merge round; returns ``(state, stats, n_merged [G])`` with the merged slots' statistics updated.
     ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the candidate pairs (the
     merged state holds every candidate merged). ``done [G]``: groups left as they are. Computed in float64
-    (the tensors are tiny)."""
+    (the tensors are tiny); ``eigh`` solves the merged covariances (``MStepKernels.eigh``)."""
     orig_dtype = state.dtype
     st = state.to(dtype=torch.float64)
     G, K, D = st.means.shape
@@ -104,16 +105,16 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
     if done is not None:
         accept &= ~done.unsqueeze(1)
     if bool(accept.any()) and verify is not None:
-        accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total)[0], accept, nb)
+        accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total, eigh)[0], accept, nb)
     n_merged = accept.sum(1)
     if not bool(accept.any()):
         return state, stats, n_merged
-    out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total)
+    out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total, eigh)
     return out.to(dtype=orig_dtype), new_stats, n_merged
 
 
 def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
-           floor: torch.Tensor, n_total: int) -> tuple[MixtureState, PointStats]:
+           floor: torch.Tensor, n_total: int, eigh=torch.linalg.eigh) -> tuple[MixtureState, PointStats]:
     """The moment-matched merge of every accepted pair ``(k, nb[k])`` written into slot k; slot nb[k] freed."""
     G, K, D = st.means.shape
     dev = st.device
@@ -128,7 +129,7 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
              + (a_w * b_w).unsqueeze(-1) * dlt.unsqueeze(-1) * dlt.unsqueeze(-2))
     evals = torch.ones(G, K, D, dtype=cov_m.dtype, device=dev)           # only the merged slots are solved
     evecs = torch.eye(D, dtype=cov_m.dtype, device=dev).expand(G, K, D, D).clone()
-    evals[accept], evecs[accept] = robust_eigh(cov_m[accept])
+    evals[accept], evecs[accept] = robust_eigh(cov_m[accept], eigh)
     fl2 = floor.to(torch.float64).reshape(G, 1, 1)
     evals = evals.flip(-1).clamp_min(fl2)
     evecs = evecs.flip(-1)
@@ -154,17 +155,17 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
 
 
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                     max_rounds: int | None = None, stats: PointStats | None = None, verify=None
-                     ) -> tuple[MixtureState, torch.Tensor]:
+                     max_rounds: int | None = None, stats: PointStats | None = None, verify=None,
+                     eigh=torch.linalg.eigh) -> tuple[MixtureState, torch.Tensor]:
     """Merge rounds until no group merges (at most ``K − 1`` rounds). ``stats``: the components' statistics
     (default: from the fitted parameters). A group that merges nothing in a round is done (its next round would
-    propose the same pairs): it is left as it is from then on, so every group's result is its own. Returns
-    ``(state, merged [G])``."""
+    propose the same pairs): it is left as it is from then on, so every group's result is its own. ``eigh``: as
+    ``MStepKernels.eigh``. Returns ``(state, merged [G])``."""
     total = torch.zeros(state.G, dtype=torch.int64, device=state.device)
     done = torch.zeros(state.G, dtype=torch.bool, device=state.device)
     stats = PointStats.of_state(state, n_total) if stats is None else stats
     for _ in range(max_rounds if max_rounds is not None else state.K - 1):
-        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify, done)
+        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify, done, eigh)
         total += n
         done |= n == 0
         if bool(done.all()):

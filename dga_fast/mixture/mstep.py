@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -95,18 +96,34 @@ def scatter_matrices(x: torch.Tensor,      # [G, N, D]
     return S.view(G, K, D, D)
 
 
-def robust_eigh(W: torch.Tensor  # [M, D, D] symmetric
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class MStepKernels:
+    """The M-step's heavy parts, passed in by the caller (``mixture/`` never imports ``ops/``, which chooses the
+    backend; ``dga_fast.ops.MSTEP`` is the dispatching set): ``pairs(resp)`` an index of the significant
+    responsibilities that ``moments(x, resp, pairs)`` and ``scatter(x, resp, means, pairs)`` may share (or
+    ``None``), and ``eigh(W [M, D, D])`` (ascending, as ``torch.linalg.eigh``). The default is plain PyTorch."""
+    pairs: Callable = Pairs.of
+    moments: Callable = moments
+    scatter: Callable = scatter_matrices
+    eigh: Callable = torch.linalg.eigh
+
+
+REFERENCE = MStepKernels()
+
+
+def robust_eigh(W: torch.Tensor,  # [M, D, D] symmetric
+                eigh: Callable = torch.linalg.eigh) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.linalg.eigh`` (ascending) that does not fail on the scatter matrices of ReLU tokens. Entries at
     the rounding level of the matrix's largest diagonal (``eps·max diag``) are set to zero first: they carry no
     information, and their denormal products make LAPACK's float32 solver fail to converge on matrices whose
-    dead coordinates are (nearly) all-zero rows. Should it still fail, the batch is solved in float64."""
+    dead coordinates are (nearly) all-zero rows. Should it still fail, the batch is solved in float64 (the
+    native ``eigh`` does that itself, per matrix)."""
     if W.numel() == 0:
         return torch.linalg.eigh(W)
     tiny = W.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(0) * torch.finfo(W.dtype).eps
     W = torch.where(W.abs() <= tiny[:, None, None], torch.zeros_like(W), W)
     try:
-        return torch.linalg.eigh(W)
+        return eigh(W)
     except torch.linalg.LinAlgError:
         ev, vec = torch.linalg.eigh(W.to(torch.float64))
         return ev.to(W.dtype), vec.to(W.dtype)
@@ -148,19 +165,21 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
            cfg: MStepConfig,
            floor: torch.Tensor,       # [G] variance floor (noise_floor × data scale)
            prev_active: torch.Tensor | None = None,  # [G, K]
-           *, reducer: Reducer = LOCAL, n_total: int | None = None) -> MixtureState:
+           *, reducer: Reducer = LOCAL, n_total: int | None = None,
+           kernels: MStepKernels = REFERENCE) -> MixtureState:
     """One M-step. Components whose soft mass is below ``cfg.min_mass`` (or that were inactive) are
     deactivated and the weights of the others renormalised; every group keeps at least its heaviest
     component, so no group is ever left empty and nothing becomes NaN. Only active components are
     eigendecomposed. With a ``reducer`` of several ranks (``x``: this rank's samples, ``n_total``: all ranks'),
     the sufficient statistics are summed over the ranks: the mass and first moment, then the second moment
-    centred at the global means; every rank then derives the same parameters from the same sums."""
+    centred at the global means; every rank then derives the same parameters from the same sums. ``kernels``:
+    the weighted sums and eigendecompositions (``MStepKernels``; ``dga_fast.ops.MSTEP`` for the native ones)."""
     G, N, D = x.shape
     K = resp.shape[-1]
     dt = x.dtype
     N = n_total if n_total is not None else reducer.sum_int(N)
-    pairs = Pairs.of(resp)
-    nk, first = moments(x, resp, pairs)
+    pairs = kernels.pairs(resp)
+    nk, first = kernels.moments(x, resp, pairs)
     nk = reducer.sum(nk)                                                 # [G,K]
     active = nk >= cfg.min_mass
     if prev_active is not None:
@@ -170,11 +189,11 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     safe_nk = torch.where(active, nk, torch.ones_like(nk)).clamp_min(torch.finfo(dt).tiny)
     means = reducer.sum(first) / safe_nk.unsqueeze(-1)                   # [G,K,D]
     means = torch.where(active.unsqueeze(-1), means, torch.zeros_like(means))
-    W = reducer.sum(scatter_matrices(x, resp, means, pairs)) / safe_nk[..., None, None]
+    W = reducer.sum(kernels.scatter(x, resp, means, pairs)) / safe_nk[..., None, None]
     W = 0.5 * (W + W.transpose(-1, -2))
     evals = torch.ones(G, K, D, dtype=dt, device=x.device)
     evecs = torch.eye(D, dtype=dt, device=x.device).expand(G, K, D, D).clone()
-    ev, vec = robust_eigh(W[active])                                    # active components only
+    ev, vec = robust_eigh(W[active], kernels.eigh)                      # active components only
     evals[active], evecs[active] = ev, vec
     evals = evals.flip(-1).clamp_min(floor.reshape(G, 1, 1))           # decreasing
     evecs = evecs.flip(-1)

@@ -3,7 +3,8 @@
 Backends: ``reference`` (plain PyTorch, ``dga_fast.reference``; the oracle of every kernel), ``triton`` (fused
 kernels in ``dga_fast.kernels`` behind ``torch.ops.dga_fast.*`` custom ops: the HDDC E-step, the anchor shift and
 the skip block) and ``native`` (the C++ extension ``dga_fast._C``: the spread / split / filter plans on CPU
-tensors and on CUDA tensors in a CUDA build, the HDDC E-step and the normaliser's sums on CPU tensors). ``auto``
+tensors and on CUDA tensors in a CUDA build, the HDDC E-step, the M-step's sums and eigendecompositions
+(``hddc_mstep``) and the normaliser's sums on CPU tensors). ``auto``
 (the default) takes Triton for CUDA tensors when Triton is installed, the native ops where they are built for
 the tensors' device, and the reference otherwise. The backend is chosen once, by ``registry``: the environment
 variable ``DGA_FAST_BACKEND`` (``auto``, ``reference``, ``triton`` or ``native``) read when dga_fast is imported,
@@ -18,7 +19,9 @@ import torch
 from .. import reference
 from .._validation import check_float_tensor
 from ..mixture.state import MixtureState
+from .hddc_mstep import MSTEP, batched_eigh, mstep_moments, mstep_scatter  # noqa: F401  (re-exported)
 from .registry import BACKENDS, backend, use_backend  # noqa: F401  (re-exported)
+from .registry import use_native as _use_native
 
 
 def _impl(name: str):
@@ -39,19 +42,6 @@ def triton_available() -> bool:
         except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
             _TRITON_OK = False
     return _TRITON_OK
-
-
-def _use_native(t: torch.Tensor) -> bool:
-    """The ops of ``dga_fast._C`` serve CPU tensors, and CUDA tensors in a CUDA build, under ``auto`` (and
-    ``native``) when built."""
-    b = backend()
-    if b not in ("auto", "native"):
-        return False
-    from .. import native
-    if b == "native" and not native.serves(t.device):
-        raise RuntimeError(f"DGA_FAST_BACKEND=native but dga_fast._C has no kernels for {t.device.type} tensors "
-                           "(reinstall without DGA_FAST_NO_EXT=1 / DGA_FAST_NO_CUDA=1)")
-    return native.serves(t.device)
 
 
 def _use_triton(x: torch.Tensor) -> bool:

@@ -28,6 +28,18 @@ def backend() -> str:
     return _current
 
 
+def use_native(t) -> bool:
+    """Whether the ops of ``dga_fast._C`` serve tensor ``t``: under ``auto`` and ``native``, for CPU tensors, and
+    CUDA tensors in a CUDA build, when the extension is built (``native`` without a kernel for ``t`` raises)."""
+    if _current not in ("auto", "native"):
+        return False
+    from .. import native
+    if _current == "native" and not native.serves(t.device):
+        raise RuntimeError(f"DGA_FAST_BACKEND=native but dga_fast._C has no kernels for {t.device.type} tensors "
+                           "(reinstall without DGA_FAST_NO_EXT=1 / DGA_FAST_NO_CUDA=1)")
+    return native.serves(t.device)
+
+
 @contextmanager
 def use_backend(name: str):
     """Force ``name`` for the ops called inside the block (restored on exit, also on an exception)."""

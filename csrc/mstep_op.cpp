@@ -1,0 +1,184 @@
+// torch.ops.dga_fast.{mstep_moments, mstep_scatter, batched_eigh}: the HDDC M-step on CPU tensors, float32 or
+// float64. The weighted sums (core/mstep_core.h) run over fixed chunks of a group's rows in parallel
+// (at::parallel_for over groups × chunks), the chunks added in order; the eigendecompositions of the small
+// symmetric matrices run LAPACK (at::linalg_eigh) on slices of the batch in parallel, one matrix at a time
+// again in float64 should a slice fail to converge.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/mstep_core.h"
+#include "op_checks.h"
+
+namespace {
+
+using dga_checks::check_dtype;
+using dga_checks::check_same_device;
+using dga_checks::check_sizes;
+
+void check_x_resp(const at::Tensor& x, const at::Tensor& resp, const char* op) {
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "x must be a CPU tensor (", op, "), got ", x.device());
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+                   "x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 3 && x.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x.sizes());
+  check_same_device(resp, "resp", x, "x");
+  check_dtype(resp, x.scalar_type(), "resp");
+  TORCH_CHECK_VALUE(resp.dim() == 3 && resp.size(0) == x.size(0) && resp.size(1) == x.size(1) && resp.size(2) >= 1,
+                    "resp must be [G, N, K] with K >= 1 and G, N as x ", x.sizes(), ", got ", resp.sizes());
+}
+
+int64_t chunks(int64_t N) { return (N + dga_core::kMstepChunk - 1) / dga_core::kMstepChunk; }
+
+// part [G, C, ...] (double) -> [G, ...] in `dtype`: each group's chunks added in order
+at::Tensor add_chunks(const at::Tensor& part, at::ScalarType dtype) {
+  const int64_t G = part.size(0), C = part.size(1), L = part.numel() / std::max<int64_t>(1, G * C);
+  auto sizes = part.sizes().vec();
+  sizes.erase(sizes.begin() + 1);
+  auto out = at::empty(sizes, part.options());
+  const double* p = part.data_ptr<double>();
+  double* o = out.data_ptr<double>();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t l = 0; l < L; ++l) {
+      double acc = 0.0;
+      for (int64_t c = 0; c < C; ++c) acc += p[(g * C + c) * L + l];
+      o[g * L + l] = acc;
+    }
+  return out.to(dtype);
+}
+
+template <typename T>
+dga_core::MstepGroup<T> group(const at::Tensor& x, const at::Tensor& resp, const T* means, int64_t g) {
+  const int64_t N = x.size(1), D = x.size(2), K = resp.size(2);
+  return {x.data_ptr<T>() + g * N * D, resp.data_ptr<T>() + g * N * K, means ? means + g * K * D : nullptr, N, K, D};
+}
+
+// x [G, N, D], resp [G, N, K] -> nk [G, K], first [G, K, D] (x's dtype)
+std::tuple<at::Tensor, at::Tensor> mstep_moments(const at::Tensor& x_in, const at::Tensor& resp_in, double eps) {
+  check_x_resp(x_in, resp_in, "mstep_moments");
+  auto x = x_in.contiguous(), resp = resp_in.contiguous();
+  const int64_t G = x.size(0), N = x.size(1), D = x.size(2), K = resp.size(2), C = chunks(N);
+  auto dbl = x.options().dtype(at::kDouble);
+  auto nk = at::zeros({G, C, K}, dbl), first = at::zeros({G, C, K, D}, dbl);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mstep_moments", [&] {
+    at::parallel_for(0, G * C, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t g = t / C, r0 = (t % C) * dga_core::kMstepChunk;
+        dga_core::mstep_moments(group<scalar_t>(x, resp, nullptr, g), r0, std::min(N, r0 + dga_core::kMstepChunk),
+                                eps, nk.data_ptr<double>() + t * K, first.data_ptr<double>() + t * K * D);
+      }
+    });
+  });
+  return {add_chunks(nk, x.scalar_type()), add_chunks(first, x.scalar_type())};
+}
+
+// x [G, N, D], resp [G, N, K], means [G, K, D] -> S [G, K, D, D] (x's dtype)
+at::Tensor mstep_scatter(const at::Tensor& x_in, const at::Tensor& resp_in, const at::Tensor& means_in, double eps) {
+  check_x_resp(x_in, resp_in, "mstep_scatter");
+  const int64_t G = x_in.size(0), N = x_in.size(1), D = x_in.size(2), K = resp_in.size(2), C = chunks(N);
+  check_same_device(means_in, "means", x_in, "x");
+  check_dtype(means_in, x_in.scalar_type(), "means");
+  check_sizes(means_in, {G, K, D}, "means", "[G, K, D]");
+  auto x = x_in.contiguous(), resp = resp_in.contiguous(), means = means_in.contiguous();
+  const int64_t Dp = dga_core::mstep_padded_dim(D), slot = D * Dp;
+  auto part = at::empty({G, C, K, slot}, x.options().dtype(at::kDouble));   // a chunk's slot: written if touched
+  std::vector<uint8_t> touched(static_cast<size_t>(G * C * K), 0);
+  auto out = at::empty({G, K, D, D}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mstep_scatter", [&] {
+    double* pp = part.data_ptr<double>();
+    at::parallel_for(0, G * C, 1, [&](int64_t b, int64_t e) {
+      std::vector<double> ybuf(dga_core::mstep_scatter_scratch(K, D));
+      std::vector<int64_t> nbuf(K);
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t g = t / C, r0 = (t % C) * dga_core::kMstepChunk;
+        dga_core::mstep_scatter(group<scalar_t>(x, resp, means.data_ptr<scalar_t>(), g), r0,
+                                std::min(N, r0 + dga_core::kMstepChunk), eps, pp + t * K * slot,
+                                touched.data() + t * K, ybuf.data(), nbuf.data());
+      }
+    });
+    scalar_t* po = out.data_ptr<scalar_t>();
+    at::parallel_for(0, G * K, 1, [&](int64_t b, int64_t e) {   // chunks in order (untouched: 0), mirrored
+      std::vector<double> acc(slot);
+      for (int64_t gk = b; gk < e; ++gk) {
+        const int64_t g = gk / K, k = gk % K;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t id = (g * C + c) * K + k;
+          if (!touched[id]) continue;
+          const double* s = pp + id * slot;
+          for (int64_t a = 0; a < D; ++a)
+            for (int64_t j = a; j < D; ++j) acc[a * Dp + j] += s[a * Dp + j];
+        }
+        scalar_t* o = po + gk * D * D;
+        for (int64_t a = 0; a < D; ++a)
+          for (int64_t j = a; j < D; ++j) o[a * D + j] = o[j * D + a] = static_cast<scalar_t>(acc[a * Dp + j]);
+      }
+    });
+  });
+  return out;
+}
+
+// MKL's LAPACK results depend on the matrix's memory alignment (seen: the same 7 × 7 matrix alone and inside a
+// batch differ in the last bits). at::linalg_eigh solves a copy of the batch, matrix m at m·D²·size bytes from a
+// 64-byte aligned base: when that is a multiple of 64 every matrix is aligned alike (D = 8, 16, 32, ...), else
+// the matrices are solved one at a time (each copy freshly aligned), so that a matrix's result never depends on
+// the batch it came in.
+bool aligned_in_batch(const at::Tensor& W) { return (W.size(1) * W.size(1) * W.element_size()) % 64 == 0; }
+
+// eigh of one slice of the batch; a slice LAPACK fails on is solved again matrix by matrix, a failing matrix in
+// float64 (the robust path of dga_fast/mixture/mstep.py, per matrix so that no other matrix's result changes)
+void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64_t b, int64_t e) {
+  if (aligned_in_batch(W)) {
+    try {
+      auto [ev, vec] = at::linalg_eigh(W.narrow(0, b, e - b));
+      evals.narrow(0, b, e - b).copy_(ev);
+      evecs.narrow(0, b, e - b).copy_(vec);
+      return;
+    } catch (const c10::LinAlgError&) {
+    }
+  }
+  for (int64_t m = b; m < e; ++m) {
+    auto Wm = W.narrow(0, m, 1);
+    try {
+      auto [ev, vec] = at::linalg_eigh(Wm);
+      evals.narrow(0, m, 1).copy_(ev);
+      evecs.narrow(0, m, 1).copy_(vec);
+    } catch (const c10::LinAlgError&) {
+      auto [ev, vec] = at::linalg_eigh(Wm.to(at::kDouble));   // still failing: raised to the caller
+      evals.narrow(0, m, 1).copy_(ev);
+      evecs.narrow(0, m, 1).copy_(vec);
+    }
+  }
+}
+
+// W [M, D, D] symmetric (its lower triangle is read) -> eigenvalues [M, D] ascending, eigenvectors [M, D, D]
+std::tuple<at::Tensor, at::Tensor> batched_eigh(const at::Tensor& W_in) {
+  TORCH_CHECK_VALUE(W_in.device().is_cpu(), "W must be a CPU tensor (batched_eigh), got ", W_in.device());
+  TORCH_CHECK_TYPE(W_in.scalar_type() == at::kFloat || W_in.scalar_type() == at::kDouble,
+                   "W must be float32 or float64, got ", W_in.scalar_type());
+  TORCH_CHECK_VALUE(W_in.dim() == 3 && W_in.size(1) == W_in.size(2), "W must be [M, D, D], got ", W_in.sizes());
+  TORCH_CHECK_VALUE(at::isfinite(W_in).all().item<bool>(), "W must be finite");
+  auto W = W_in.contiguous();
+  const int64_t M = W.size(0), D = W.size(1);
+  auto evals = at::empty({M, D}, W.options()), evecs = at::empty({M, D, D}, W.options());
+  if (M == 0) return {evals, evecs};
+  // one slice per thread: LAPACK runs single-threaded inside the parallel region
+  const int64_t grain = std::max<int64_t>(1, (M + at::get_num_threads() - 1) / at::get_num_threads());
+  at::parallel_for(0, M, grain, [&](int64_t b, int64_t e) { eigh_slice(W, evals, evecs, b, e); });
+  return {evals, evecs};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
+  m.def("mstep_moments(Tensor x, Tensor resp, float eps) -> (Tensor, Tensor)");
+  m.def("mstep_scatter(Tensor x, Tensor resp, Tensor means, float eps) -> Tensor");
+  m.def("batched_eigh(Tensor W) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(dga_fast, CPU, m) {
+  m.impl("mstep_moments", &mstep_moments);
+  m.impl("mstep_scatter", &mstep_scatter);
+  m.impl("batched_eigh", &batched_eigh);
+}
