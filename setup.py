@@ -26,15 +26,19 @@ def _extensions():
     sources = ["csrc/ops.cpp", "csrc/estep_op.cpp", "csrc/moments_op.cpp", "csrc/mstep_op.cpp",
                "csrc/core/dyga_core.cpp", "csrc/core/estep_core.cpp", "csrc/core/mstep_core.cpp", "csrc/core/isa.cpp"]
     include_dirs = [os.path.abspath("csrc")]
-    cxx = ["-O2", "-std=c++17"]
+    # -fopenmp: at::parallel_for is a header template that runs in parallel only when the code including it is
+    # compiled with OpenMP (torch's own parallel backend); without it every native op ran on one thread
+    cxx = ["-O2", "-std=c++17", "-fopenmp"]
+    link = ["-fopenmp"]
     with_cuda = (torch.version.cuda is not None and ce.CUDA_HOME is not None
                  and os.environ.get("DGA_FAST_NO_CUDA") != "1")
     if with_cuda:
         ext = ce.CUDAExtension("dga_fast._C", sources + ["csrc/cuda/ops.cu"], include_dirs=include_dirs,
                                define_macros=[("DGA_FAST_WITH_CUDA", None)],
-                               extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]})
+                               extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]}, extra_link_args=link)
     else:
-        ext = ce.CppExtension("dga_fast._C", sources, include_dirs=include_dirs, extra_compile_args=cxx)
+        ext = ce.CppExtension("dga_fast._C", sources, include_dirs=include_dirs, extra_compile_args=cxx,
+                              extra_link_args=link)
     print(f"dga_fast: building dga_fast._C with {'CPU and CUDA' if with_cuda else 'CPU'} kernels")
     return [ext], {"build_ext": ce.BuildExtension.with_options(use_ninja=False)}
 
