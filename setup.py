@@ -24,6 +24,7 @@ def _extensions():
     import torch
     from torch.utils import cpp_extension as ce
     sources = ["csrc/ops.cpp", "csrc/estep_op.cpp", "csrc/moments_op.cpp", "csrc/mstep_op.cpp",
+               "csrc/cem_op.cpp",
                "csrc/core/dyga_core.cpp", "csrc/core/estep_core.cpp", "csrc/core/mstep_core.cpp", "csrc/core/isa.cpp"]
     include_dirs = [os.path.abspath("csrc")]
     # -fopenmp: at::parallel_for is a header template that runs in parallel only when the code including it is

@@ -62,26 +62,41 @@ def _pooled(cnt, s1, s2, floor):
     return mean, torch.maximum(within / cnt.sum(-1).clamp_min(1.0), floor)
 
 
-def _cem(t, comp, K, m, mu, sd, v_floor, iters, reducer):
-    """``m``-class CEM (shared variance) of ``t [G, n]`` within every component ``comp [G, n]``; returns per
-    component and class the counts and means ``[G, K, m]`` and the pooled variance ``[G, K]``."""
-    G = t.shape[0]
+def cem_assign(t: torch.Tensor,      # [G, n] float64 projections
+               comp: torch.Tensor,   # [G, n] int64 component of every point
+               prev: torch.Tensor,   # [G, n] int64 current classes
+               base: torch.Tensor,   # [G, K, m] log class weights (−inf: empty class)
+               mean: torch.Tensor,   # [G, K, m] class means
+               var: torch.Tensor     # [G, K] pooled variance
+               ) -> tuple[torch.Tensor, ...]:
+    """One CEM step (the reference of ``torch.ops.dga_fast.axis_cem_assign``): every point to the class of largest
+    ``base − 0.5 (t − mean)² / var`` of its component; returns the classes ``[G, n]``, the points that changed
+    class ``[G]`` and the new partition's counts, sums and sums of squares ``[G, K, m]`` (this process's)."""
+    G, K, m = base.shape
     at = lambda a: torch.gather(a, 1, comp.unsqueeze(-1).expand(-1, -1, a.shape[-1]))   # noqa: E731  [G,n,·]
+    score = at(base) - 0.5 * (t.unsqueeze(-1) - at(mean)) ** 2 / torch.gather(var, 1, comp).unsqueeze(-1)
+    cls = score.argmax(-1)
+    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + cls, G, K * m, LOCAL))
+    return cls, (cls != prev).sum(1), cnt, s1, s2
+
+
+def _cem(t, comp, K, m, mu, sd, v_floor, iters, reducer, assign=cem_assign):
+    """``m``-class CEM (shared variance) of ``t [G, n]`` within every component ``comp [G, n]``; returns per
+    component and class the counts and means ``[G, K, m]`` and the pooled variance ``[G, K]``. ``assign``: the
+    CEM step (``cem_assign`` or the native one)."""
+    G = t.shape[0]
     half = math.sqrt(3.0) * sd                                                            # [G, K]
     width = (2.0 * half / m).clamp_min(1e-300)
     cls = ((t - torch.gather(mu - half, 1, comp)) / torch.gather(width, 1, comp)).floor().clamp(0, m - 1).long()
+    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + cls, G, K * m, reducer))
     for _ in range(iters):
-        cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + cls, G, K * m, reducer))
         mean, var = _pooled(cnt, s1, s2, v_floor)
         base = torch.log(cnt.clamp_min(1.0) / cnt.sum(-1, keepdim=True).clamp_min(1.0))
         base = torch.where(cnt > 0, base, torch.full_like(base, float("-inf")))
-        score = at(base) - 0.5 * (t.unsqueeze(-1) - at(mean)) ** 2 / torch.gather(var, 1, comp).unsqueeze(-1)
-        new = score.argmax(-1)
-        changed = reducer.sum_int(int((new != cls).sum()))
-        cls = new
-        if changed == 0:
+        cls, changed, cnt, s1, s2 = assign(t, comp, cls, base, mean, var)
+        cnt, s1, s2 = reducer.sum(cnt), reducer.sum(s1), reducer.sum(s2)
+        if reducer.sum_int(int(changed.sum())) == 0:
             break
-    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + cls, G, K * m, reducer))
     mean, var = _pooled(cnt, s1, s2, v_floor)
     return cnt, mean, var
 
@@ -97,7 +112,10 @@ def principal_axis_test(x: torch.Tensor,       # [G, n, D] the points (this rank
                         state: MixtureState,
                         n_total: int,          # samples of every group (all ranks), for the BIC penalty
                         floor: torch.Tensor,   # [G] variance floor
-                        *, classes=(2, 8), iters: int = 10, reducer: Reducer = LOCAL) -> AxisTest:
+                        *, classes=(2, 8), iters: int = 10, reducer: Reducer = LOCAL,
+                        assign=cem_assign) -> AxisTest:
+    """The test of every active component (module docstring); ``assign``: the CEM step (``cem_assign``, or
+    ``dga_fast.ops.axis_cem_assign``, which dispatches to the native one)."""
     G, n, D = x.shape
     K = state.K
     idx = labels.unsqueeze(-1).expand(-1, -1, D)
@@ -111,7 +129,7 @@ def principal_axis_test(x: torch.Tensor,       # [G, n, D] the points (this rank
     gain = torch.full_like(ll_one, float("-inf"))
     smaller = offsets = None
     for m in sorted(set(int(c) for c in classes) | {2}):
-        cnt, mean, var = _cem(t, labels, K, m, mu, v_all.sqrt(), v_floor, iters, reducer)
+        cnt, mean, var = _cem(t, labels, K, m, mu, v_all.sqrt(), v_floor, iters, reducer, assign)
         g_m = 2.0 * (_class_loglik(cnt, var) - ll_one) - EXTRA_PARAMS * (m - 1) * log_n
         gain = torch.maximum(gain, torch.where((cnt > 0).sum(-1) >= 2, g_m, torch.full_like(g_m, float("-inf"))))
         if m == 2:

@@ -19,6 +19,7 @@ import torch
 from .. import reference
 from .._validation import check_float_tensor
 from ..mixture.state import MixtureState
+from .axis_cem import axis_cem_assign  # noqa: F401  (re-exported)
 from .hddc_mstep import MSTEP, batched_eigh, mstep_moments, mstep_scatter  # noqa: F401  (re-exported)
 from .registry import BACKENDS, backend, use_backend  # noqa: F401  (re-exported)
 from .registry import use_native as _use_native

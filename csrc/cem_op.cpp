@@ -1,0 +1,69 @@
+// torch.ops.dga_fast.axis_cem_assign: one classification-EM step of the split test (core/cem_core.h) on CPU
+// tensors, the groups in parallel (at::parallel_for). Inputs as the reference's (mixture/axis_split.py,
+// cem_assign): float64 projections and class parameters, int64 components and classes.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include "core/cem_core.h"
+#include "op_checks.h"
+
+namespace {
+
+using dga_checks::check_dtype;
+using dga_checks::check_same_device;
+using dga_checks::check_sizes;
+
+// t [G, n], comp [G, n], prev [G, n], base [G, K, m], mean [G, K, m], var [G, K]
+//   -> cls [G, n], changed [G], cnt [G, K, m], s1 [G, K, m], s2 [G, K, m]
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_assign(
+    const at::Tensor& t_in, const at::Tensor& comp_in, const at::Tensor& prev_in, const at::Tensor& base_in,
+    const at::Tensor& mean_in, const at::Tensor& var_in) {
+  TORCH_CHECK_VALUE(t_in.device().is_cpu(), "t must be a CPU tensor (axis_cem_assign), got ", t_in.device());
+  check_dtype(t_in, at::kDouble, "t");
+  TORCH_CHECK_VALUE(t_in.dim() == 2, "t must be [G, n], got ", t_in.sizes());
+  TORCH_CHECK_VALUE(base_in.dim() == 3 && base_in.size(2) >= 1, "base must be [G, K, m] with m >= 1, got ",
+                    base_in.sizes());
+  const int64_t G = t_in.size(0), n = t_in.size(1), K = base_in.size(1), m = base_in.size(2);
+  const std::pair<const at::Tensor*, const char*> idx[] = {{&comp_in, "comp"}, {&prev_in, "prev"}};
+  for (const auto& [x, name] : idx) {
+    check_same_device(*x, name, t_in, "t");
+    check_dtype(*x, at::kLong, name);
+    check_sizes(*x, {G, n}, name, "[G, n]");
+  }
+  const std::pair<const at::Tensor*, const char*> par[] = {{&base_in, "base"}, {&mean_in, "mean"}, {&var_in, "var"}};
+  for (const auto& [x, name] : par) {
+    check_same_device(*x, name, t_in, "t");
+    check_dtype(*x, at::kDouble, name);
+  }
+  check_sizes(base_in, {G, K, m}, "base", "[G, K, m]");
+  check_sizes(mean_in, {G, K, m}, "mean", "[G, K, m]");
+  check_sizes(var_in, {G, K}, "var", "[G, K]");
+  auto t = t_in.contiguous(), comp = comp_in.contiguous(), prev = prev_in.contiguous();
+  auto base = base_in.contiguous(), mean = mean_in.contiguous(), var = var_in.contiguous();
+  TORCH_CHECK_VALUE(comp.numel() == 0 || (comp.min().item<int64_t>() >= 0 && comp.max().item<int64_t>() < K),
+                    "comp must lie in [0, K = ", K, ")");
+  auto cls = at::empty({G, n}, comp.options());
+  auto changed = at::empty({G}, comp.options());
+  auto cnt = at::zeros({G, K, m}, t.options()), s1 = at::zeros({G, K, m}, t.options());
+  auto s2 = at::zeros({G, K, m}, t.options());
+  at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
+    for (int64_t g = b; g < e; ++g) {
+      const int64_t rows = g * n, par_off = g * K * m;
+      changed.data_ptr<int64_t>()[g] = dga_core::cem_assign(
+          t.data_ptr<double>() + rows, comp.data_ptr<int64_t>() + rows, prev.data_ptr<int64_t>() + rows, n, m,
+          base.data_ptr<double>() + par_off, mean.data_ptr<double>() + par_off, var.data_ptr<double>() + g * K,
+          cls.data_ptr<int64_t>() + rows, cnt.data_ptr<double>() + par_off, s1.data_ptr<double>() + par_off,
+          s2.data_ptr<double>() + par_off);
+    }
+  });
+  return {cls, changed, cnt, s1, s2};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
+  m.def("axis_cem_assign(Tensor t, Tensor comp, Tensor prev, Tensor base, Tensor mean, Tensor var) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(dga_fast, CPU, m) { m.impl("axis_cem_assign", &axis_cem_assign); }
