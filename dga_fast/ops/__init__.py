@@ -57,6 +57,11 @@ def _use_triton(x: torch.Tensor) -> bool:
     return x.is_cuda and triton_available()
 
 
+def _fused_estep(t: torch.Tensor) -> bool:
+    """Whether ``hddc_estep`` has a fused kernel for tensors like ``t``: Triton (CUDA) or the native CPU op."""
+    return _use_triton(t) or (t.device.type == "cpu" and _use_native(t))
+
+
 def hddc_estep(x: torch.Tensor,  # [G, N, D]
                state: MixtureState) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-responsibilities ``[G, N, K]`` and per-sample log-likelihood ``[G, N]`` (DESIGN §3): the Triton
@@ -107,7 +112,7 @@ def anchor_shift(c: torch.Tensor,      # [B, U, Dc]
 def anchor_assign(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
                   scale: torch.Tensor) -> torch.Tensor:
     """Most responsible component ``[B, U]`` of every token."""
-    if _use_triton(c):
+    if _fused_estep(c):
         return anchor_log_resp(c, state, shift, scale).argmax(-1)
     return _impl("anchor_assign")(c, state, shift, scale)
 
@@ -115,7 +120,7 @@ def anchor_assign(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
 def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
                     scale: torch.Tensor) -> torch.Tensor:
     """Log-responsibilities ``[B, U, K]`` of tokens ``[B, U, Dc]`` under their unit mixtures."""
-    if _use_triton(c):   # the fused E-step on the normalised tokens
+    if _fused_estep(c):   # the fused E-step (Triton or native) on the normalised tokens
         with torch.no_grad():
             x = reference.anchor.normalise_tokens(c.detach(), shift, scale).contiguous()
             log_resp, _ = hddc_estep(x, state)
