@@ -1,7 +1,7 @@
 """Build script of dga_fast.
 
-The Triton kernels in ``kernels/`` are installed as the subpackage ``dga_fast.kernels``; the C++ extension
-``dga_fast._C`` is built from ``csrc/`` (a compiler error is shown as it comes).
+The Triton kernels live with their ops (``dga_fast/ops/<op>/triton.py``); the C++ extension ``dga_fast._C`` is
+built from ``csrc/`` (a compiler error is shown as it comes).
 Install with ``pip install --no-build-isolation --use-pep517 -e .`` after torch is installed (see the Makefile), so
 pip never resolves an unpinned torch.
 """
@@ -54,8 +54,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["dga_fast", "dga_fast.*"]) + ["dga_fast.kernels"],
-    package_dir={"dga_fast.kernels": "kernels"},
+    packages=find_packages(include=["dga_fast", "dga_fast.*"]),
     install_requires=["torch>=2.11", "numpy", "scipy", "scikit-learn>=1.6", "matplotlib", "tqdm",
                       "safetensors", "nvtx", "h5py", "pillow"],
     extras_require={"triton": ["triton>=3.6"], "test": ["pytest", "hypothesis"]},

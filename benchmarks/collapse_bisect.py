@@ -34,7 +34,7 @@ class _Dead(Exception):
 
 @contextlib.contextmanager
 def _no_lambda_grad():
-    from dga_fast.reference import anchor as ref
+    from dga_fast.ops.anchor_shift import reference as ref
     orig = ref._anchor_shift
 
     def shift(c, state, shift_, scale, align, align_max):

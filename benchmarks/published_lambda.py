@@ -22,7 +22,7 @@ import torch
 def measure(model, ds, n: int, batches: int) -> dict:
     """λ and what it does on ``batches`` seeded batches of ``n`` images of ``ds`` (medians over the batches, and
     every batch's values)."""
-    from dga_fast.reference.anchor import published_lambda
+    from dga_fast.ops.anchor_shift.reference import published_lambda
     from dga_fast.train import get_batch
     dyga = model.anchoring
     if dyga is None or not dyga.fitted or dyga.shift_rule.name != "published":

@@ -16,7 +16,7 @@ import torch
 from . import ops
 from .distributed import Reducer
 from .mixture.normalise import Normaliser
-from .reference.anchor import published_anchor_shift
+from .ops.anchor_shift.reference import published_anchor_shift
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,10 @@
-"""Shared test helpers: random mixture states and a brute-force float64 E-step oracle."""
+"""Shared test helpers: random mixture states; the brute-force E-step oracle (``ops/hddc_estep/naive.py``)."""
 from __future__ import annotations
-
-import math
 
 import torch
 
 from dga_fast.mixture import MixtureState
+from dga_fast.ops.hddc_estep.naive import brute_estep  # noqa: F401  (the E-step oracle, re-exported for the tests)
 
 
 def random_state(G: int, K: int, D: int, dmax: int, *, seed: int = 0, n_inactive: int = 0,
@@ -42,21 +41,6 @@ def random_state(G: int, K: int, D: int, dmax: int, *, seed: int = 0, n_inactive
     return st
 
 
-def brute_estep(x: torch.Tensor, st: MixtureState):
-    """Float64 E-step from the implied full covariances, explicit centring."""
-    x = x.double()
-    cov = st.covariances().double()
-    G, K, D, _ = cov.shape
-    eye = torch.eye(D, dtype=torch.float64)
-    cov = torch.where(st.active[..., None, None], cov, eye)
-    z = x.unsqueeze(2) - st.means.double().unsqueeze(1)                       # [G,N,K,D]
-    sol = torch.linalg.solve(cov.unsqueeze(1), z.unsqueeze(-1)).squeeze(-1)
-    maha = (z * sol).sum(-1)
-    logdet = torch.linalg.slogdet(cov)[1]
-    lp = -0.5 * (maha + logdet.unsqueeze(1) + D * math.log(2 * math.pi)) + st.log_weights.double().unsqueeze(1)
-    lp = torch.where(st.active.unsqueeze(1), lp, torch.full_like(lp, float("-inf")))
-    ll = torch.logsumexp(lp, -1)
-    return lp - ll.unsqueeze(-1), ll
 
 
 def sample_mixture(st: MixtureState, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

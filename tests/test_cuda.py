@@ -52,7 +52,7 @@ def test_model_trains_and_samples_on_cuda(tmp_path):
 
 def test_native_extension_has_cuda_kernels_and_serves_cuda_tensors(set_backend):
     """Where nvcc is present the build must have compiled csrc/cuda (unless DGA_FAST_NO_CUDA=1 asked it not to),
-    and ops.py must route CUDA tensors to those kernels."""
+    and dga_fast.ops must route CUDA tensors to those kernels."""
     from dga_fast import native, ops
     if not native.available():
         pytest.skip("dga_fast._C not built (DGA_FAST_NO_EXT=1)")

@@ -4,11 +4,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st_
 
-from dga_fast import reference
+from dga_fast.ops.anchor_shift import reference
 from helpers import random_state
 
 pytest.importorskip("triton")
-from dga_fast import custom_ops  # noqa: E402,F401  (registers torch.ops.dga_fast.*)
+from dga_fast.ops.anchor_shift import custom_op  # noqa: E402,F401  (registers torch.ops.dga_fast.*)
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 shapes = st_.tuples(st_.integers(1, 70),     # B
@@ -121,7 +121,7 @@ def test_dyga_forward_uses_the_kernel(set_backend):
 
 
 def test_kernel_anchor_shift_bad_input():
-    from dga_fast.kernels.anchor_shift import anchor_shift_fwd
+    from dga_fast.ops.anchor_shift.triton import anchor_shift_fwd
     st, shift, sc, c = _case(4, 2, 3, 4, 2, seed=0)
     s = st.trim_dims()
     w, inv_b, const = s.cost_terms()

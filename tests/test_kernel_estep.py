@@ -9,7 +9,7 @@ from dga_fast import ops
 from helpers import brute_estep, random_state
 
 pytest.importorskip("triton")
-from dga_fast import custom_ops  # noqa: E402,F401  (registers torch.ops.dga_fast.*)
+from dga_fast.ops.hddc_estep import custom_op  # noqa: E402,F401  (registers torch.ops.dga_fast.*)
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -123,7 +123,7 @@ def test_kernel_estep_bad_input():
     st = random_state(1, 2, 4, 2, seed=0).to(dtype=torch.float32)
     s = st.trim_dims()
     w, inv_b, const = s.cost_terms()
-    from dga_fast.kernels.hddc_estep import hddc_estep_fwd
+    from dga_fast.ops.hddc_estep.triton import hddc_estep_fwd
     with pytest.raises(TypeError, match="x must be"):
         hddc_estep_fwd(torch.zeros(1, 3, 4, dtype=torch.int32), s.means, s.components, w, inv_b, const)
     with pytest.raises(ValueError, match="means must have shape"):

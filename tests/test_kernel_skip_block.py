@@ -5,10 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st_
 
-from dga_fast import reference
+from dga_fast.ops.skip_block import reference
 
 pytest.importorskip("triton")
-from dga_fast import custom_ops  # noqa: E402,F401  (registers torch.ops.dga_fast.*)
+from dga_fast.ops.skip_block import custom_op  # noqa: E402,F401  (registers torch.ops.dga_fast.*)
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 # channels of h and skip, groups dividing their sum, spatial sizes (odd, 1, non-power-of-two)
@@ -94,7 +94,7 @@ def test_decoder_input_module_uses_the_kernel(set_backend):
 
 
 def test_kernel_skip_block_bad_input():
-    from dga_fast.kernels.skip_block import skip_block_fwd
+    from dga_fast.ops.skip_block.triton import skip_block_fwd
     h, skip, keep, w, b, groups = _inputs(2, 3, 3, 2, 4, 4, 1.0, torch.float32, 0)
     with pytest.raises(ValueError, match="groups"):
         skip_block_fwd(h, skip, keep, 0.1, w, b, 4)

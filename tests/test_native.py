@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from dga_fast import native, ops
-from dga_fast.reference import split_filter as ref
+from dga_fast.ops.plans import reference as ref
 from helpers import random_state
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="dga_fast._C not built (DGA_FAST_NO_EXT=1)")

@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st_
 
-from dga_fast import native, ops, reference
+from dga_fast import native, ops
+from dga_fast.ops.hddc_estep import reference
 from helpers import brute_estep, random_state
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="dga_fast._C not built (DGA_FAST_NO_EXT=1)")

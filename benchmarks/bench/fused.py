@@ -67,7 +67,7 @@ def family_estep(args, device) -> list[Case]:
     CPU both parts also for the native E-step of dga_fast._C."""
     from dga_fast import DynamicGaussianAnchoring
     from dga_fast.data import make_unit_tokens
-    from dga_fast.reference import hddc_estep as ref_estep
+    from dga_fast.ops.hddc_estep.reference import hddc_estep as ref_estep
 
     sz = SIZES[args.size]
     U, N, D = sz["units"], sz["tokens"], sz["dim"]
@@ -221,7 +221,7 @@ def _providers(ref_fn, triton_fn, device) -> dict:
 def family_anchor(args, device) -> list[Case]:
     """Anchor shift (training-time forward of DynamicGaussianAnchoring and its backward): B tokens of
     U=20 units × Dc=32 against a K=16, d=8 mixture per unit."""
-    from dga_fast import reference
+    from dga_fast.ops.anchor_shift import reference as anchor_reference
 
     B = {"small": 512, "default": 8192, "large": 65536}[args.size]
     U, D, K, d = 20, 32, 16, 8
@@ -238,7 +238,7 @@ def family_anchor(args, device) -> list[Case]:
 
     def ref_fn(c):
         dt = c.dtype
-        return reference.anchor_shift(c, s.to(dtype=dt), shift.to(dt), scale.to(dt), "adaptive", 0.1)
+        return anchor_reference.anchor_shift(c, s.to(dtype=dt), shift.to(dt), scale.to(dt), "adaptive", 0.1)
 
     def tri_fn(c):
         return torch.ops.dga_fast.anchor_shift(c, shift, scale, s.means, s.components, w, ib, cst, 0.0, 0.1,
@@ -250,7 +250,7 @@ def family_anchor(args, device) -> list[Case]:
 
 def family_skip(args, device) -> list[Case]:
     """skip_dropout_concat_norm_silu forward/backward: a decoder block input of the U-Net."""
-    from dga_fast import reference
+    from dga_fast.ops.skip_block import reference as skip_reference
 
     B, Ch, H = {"small": (4, 16, 8), "default": (16, 64, 32), "large": (64, 128, 32)}[args.size]
     Cs, groups, p = Ch, 32 if Ch >= 64 else 8, 0.2
@@ -263,7 +263,7 @@ def family_skip(args, device) -> list[Case]:
     gouts = [torch.randn(B, Ch + Cs, H, H, device=device) for _ in range(2)]
 
     def ref_fn(h, skip, w, b):
-        return reference.skip_dropout_concat_norm_silu(h, skip, keep.to(h.dtype), p, w, b, groups)
+        return skip_reference.skip_dropout_concat_norm_silu(h, skip, keep.to(h.dtype), p, w, b, groups)
 
     def tri_fn(h, skip, w, b):
         return torch.ops.dga_fast.skip_dropout_concat_norm_silu(h, skip, keep, p, w, b, groups)[:2]

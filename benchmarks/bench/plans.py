@@ -10,7 +10,7 @@ def family_plans(args, device) -> list[Case]:
     CUDA kernels on a GPU with a CUDA build), G=20 units, K=32 slots; the spread over N tokens × D=32 dims.
     Each native row is checked to give exactly the reference's plan (spread to 1e-6)."""
     from dga_fast import native
-    from dga_fast.reference import split_filter as ref
+    from dga_fast.ops.plans import reference as ref
 
     N = {"small": 2000, "default": 10_000, "large": 100_000}[args.size]
     G, K, D = 20, 32, 32

@@ -2,7 +2,7 @@
 // CPU and CUDA ops of dga_fast._C and unit-tested on its own (csrc/tests, ctest, ASan/UBSan).
 //
 // Every function works on one group (one latent unit) of K padded component slots, row-major plain arrays,
-// and mirrors the PyTorch reference in dga_fast/reference/split_filter.py exactly (same slots, same order,
+// and mirrors the PyTorch reference in dga_fast/ops/plans/reference.py exactly (same slots, same order,
 // ties broken by slot index). Errors are reported as a Status, never by crashing.
 //
 // The per-group plans and the point distance are inline and DGA_HD (host and device): the CUDA ops run the very

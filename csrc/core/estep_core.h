@@ -6,7 +6,7 @@
 // Vectorised across rows: in every inner loop the TILE rows are the lanes, so each row's sums run in the same
 // order (over d, then j) whatever the tile, the thread count or the instruction set, and the compiler vectorises
 // them without reassociating anything. Inactive slots have c_k = +inf. As the PyTorch reference
-// (dga_fast/reference/estep.py): log p_k = −C_k / 2, the log-sum-exp subtracts the largest log p_k and clamps
+// (dga_fast/ops/hddc_estep/reference.py): log p_k = −C_k / 2, the log-sum-exp subtracts the largest log p_k and clamps
 // every difference at −80 before exp, summed in slot order.
 #pragma once
 

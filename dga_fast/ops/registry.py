@@ -28,6 +28,39 @@ def backend() -> str:
     return _current
 
 
+_TRITON_OK: bool | None = None
+
+
+def triton_available() -> bool:
+    """Whether Triton imports and the ops' Triton custom ops register (``<op>/custom_op.py``; cached in a module
+    global, which torch.compile reads as a constant)."""
+    global _TRITON_OK
+    if _TRITON_OK is None:
+        try:
+            import triton  # noqa: F401
+            from .anchor_shift import custom_op as _a  # noqa: F401  (registers torch.ops.dga_fast.*)
+            from .hddc_estep import custom_op as _e  # noqa: F401
+            from .skip_block import custom_op as _s  # noqa: F401
+            _TRITON_OK = True
+        except Exception:  # noqa: BLE001 - no Triton, or a broken install: the reference serves
+            _TRITON_OK = False
+    return _TRITON_OK
+
+
+def use_triton(x) -> bool:
+    """The rule of the ops that have a Triton kernel: never for float64 or under ``reference``; always under
+    ``triton`` (CPU tensors then run in Triton's interpreter, ``TRITON_INTERPRET=1``); for CUDA tensors when
+    Triton is available under ``auto``."""
+    import torch
+    if _current == "reference" or x.dtype == torch.float64:
+        return False
+    if _current == "triton":
+        if not triton_available():
+            raise RuntimeError("DGA_FAST_BACKEND=triton but Triton (or the ops' Triton kernels) cannot be imported")
+        return True
+    return x.is_cuda and triton_available()
+
+
 def use_native(t) -> bool:
     """Whether the ops of ``dga_fast._C`` serve tensor ``t``: under ``auto`` and ``native``, for CPU tensors, and
     CUDA tensors in a CUDA build, when the extension is built (``native`` without a kernel for ``t`` raises)."""

@@ -8,8 +8,8 @@ import math
 
 import torch
 
-from ..mixture.reduce import logsumexp_slots
-from ..mixture.state import MixtureState
+from ...mixture.reduce import logsumexp_slots
+from ...mixture.state import MixtureState
 
 
 def mixture_spread(x: torch.Tensor,       # [G, N, D]

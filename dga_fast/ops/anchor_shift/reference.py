@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ..mixture.normalise import Normaliser, denormalise_means, normalise
-from ..mixture.state import MixtureState
-from .estep import hddc_estep
+from ...mixture.normalise import Normaliser, denormalise_means, normalise
+from ...mixture.state import MixtureState
+from ..hddc_estep.reference import hddc_estep
 
 EPS = 1e-6
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..mixture.reduce import sum_slots
-from ..mixture.state import MixtureState
+from ...mixture.reduce import sum_slots
+from ...mixture.state import MixtureState
 
 
 def hddc_estep(x: torch.Tensor,  # [G, N, D]

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._hddc_cost import component_cost, dot_precision, pow2
+from ..hddc_estep.triton_cost import component_cost, dot_precision, pow2
 
 EPS = 1e-6
 
