@@ -1,4 +1,5 @@
 """The normaliser's per-group sums (``mixture.normalise``): the refined mean, ``Σ‖x − μ‖²`` and ``Σ‖x‖²``.
+
 Backends: the native CPU op ``torch.ops.dga_fast.group_moments`` (``csrc/core/moments_core.h``: one pass per
 statistic, no float64 copy of ``x``), else the PyTorch reference ``mixture.normalise.group_sums`` (the oracle)."""
 from __future__ import annotations
