@@ -2,11 +2,15 @@
 
 ``DGA_FAST_BACKEND`` (``auto``, ``reference``, ``triton`` or ``native``) is read when dga_fast is imported;
 ``use_backend(name)`` switches it for a block (tests, benchmarks). The choice is a module global, which
-``torch.compile`` reads as a constant."""
+``torch.compile`` reads as a constant. ``use_triton(t)`` and ``use_native(t)`` are the two rules every op's
+public function asks (``ops/<op>/__init__.py``); ``triton_available()`` imports Triton and registers the ops'
+Triton custom ops once."""
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+
+import torch
 
 BACKENDS = ("auto", "reference", "triton", "native")
 
@@ -51,7 +55,6 @@ def use_triton(x) -> bool:
     """The rule of the ops that have a Triton kernel: never for float64 or under ``reference``; always under
     ``triton`` (CPU tensors then run in Triton's interpreter, ``TRITON_INTERPRET=1``); for CUDA tensors when
     Triton is available under ``auto``."""
-    import torch
     if _current == "reference" or x.dtype == torch.float64:
         return False
     if _current == "triton":
