@@ -1,7 +1,8 @@
 // torch.ops.dga_fast.axis_cem_assign: one classification-EM step of the split test (core/cem_core.h) on CPU
 // tensors, the groups in parallel (at::parallel_for). Inputs as the reference's (mixture/axis_split.py,
 // cem_assign): float64 projections and class parameters, int64 components and classes.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include "core/cem_core.h"

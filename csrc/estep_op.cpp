@@ -1,7 +1,8 @@
 // torch.ops.dga_fast.hddc_estep_native: the fused HDDC E-step on CPU tensors (core/estep_core.h), float32 or
 // float64, the groups' rows split into blocks run with at::parallel_for. Inputs as the Triton op's
 // (dga_fast/ops/hddc_estep/custom_op.py): the state trimmed to its largest subspace dimension and its cost terms.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include <limits>

@@ -1,6 +1,7 @@
 // torch.ops.dga_fast.group_moments: the normaliser's statistics of every group (core/moments_core.h) on CPU
 // tensors, float32 or float64, the groups in parallel (at::parallel_for).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include <vector>

@@ -3,7 +3,8 @@
 // (at::parallel_for over groups × chunks), the chunks added in order; the eigendecompositions of the small
 // symmetric matrices run LAPACK (at::linalg_eigh) on slices of the batch in parallel, one matrix at a time
 // again in float64 should a slice fail to converge.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>

@@ -2,7 +2,7 @@
 // (TORCH_CHECK_VALUE / TORCH_CHECK_TYPE) that names the argument.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 namespace dga_checks {
 
