@@ -277,7 +277,7 @@ def merge_stage(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> Mix
     labels = log_resp.argmax(-1)
     stats = PointStats.of_points(xs, labels, state.K, reducer=ctx.reducer, kernels=ops.MSTEP)
     state, n_merged = merge_components(state, ctx.S, ctx.cfg.mstep, ctx.floor, stats=stats,
-                                       verify=UnionSplitTest(ctx, xs, labels), eigh=ops.MSTEP.eigh)
+                                       verify=UnionSplitTest(ctx, xs, labels), kernels=ops.MSTEP)
     ctx.info["n_merged"] += n_merged.cpu()
     state = ops.filter_components(state, state.weights() * ctx.N, 0.0)
     return check_stage(state.resize(state.used_slots()), "merge")

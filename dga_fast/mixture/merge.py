@@ -70,11 +70,11 @@ class PointStats:
 
 def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
                 stats: PointStats, verify=None, done: torch.Tensor | None = None,
-                eigh=torch.linalg.eigh) -> tuple[MixtureState, PointStats, torch.Tensor]:
+                kernels: MStepKernels = REFERENCE) -> tuple[MixtureState, PointStats, torch.Tensor]:
     """One merge round; returns ``(state, stats, n_merged [G])`` with the merged slots' statistics updated.
     ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the candidate pairs (the
     merged state holds every candidate merged). ``done [G]``: groups left as they are. Computed in float64
-    (the tensors are tiny); ``eigh`` solves the merged covariances (``MStepKernels.eigh``)."""
+    (the tensors are tiny); ``kernels.eigh`` solves the merged covariances."""
     orig_dtype = state.dtype
     st = state.to(dtype=torch.float64)
     G, K, D = st.means.shape
@@ -105,11 +105,11 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
     if done is not None:
         accept &= ~done.unsqueeze(1)
     if bool(accept.any()) and verify is not None:
-        accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total, eigh)[0], accept, nb)
+        accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)[0], accept, nb)
     n_merged = accept.sum(1)
     if not bool(accept.any()):
         return state, stats, n_merged
-    out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total, eigh)
+    out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)
     return out.to(dtype=orig_dtype), new_stats, n_merged
 
 
@@ -156,16 +156,16 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
 
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
                      max_rounds: int | None = None, stats: PointStats | None = None, verify=None,
-                     eigh=torch.linalg.eigh) -> tuple[MixtureState, torch.Tensor]:
+                     kernels: MStepKernels = REFERENCE) -> tuple[MixtureState, torch.Tensor]:
     """Merge rounds until no group merges (at most ``K − 1`` rounds). ``stats``: the components' statistics
     (default: from the fitted parameters). A group that merges nothing in a round is done (its next round would
-    propose the same pairs): it is left as it is from then on, so every group's result is its own. ``eigh``: as
-    ``MStepKernels.eigh``. Returns ``(state, merged [G])``."""
+    propose the same pairs): it is left as it is from then on, so every group's result is its own. ``kernels``: the
+    M-step's (``MStepKernels``; its ``eigh`` solves the merged covariances). Returns ``(state, merged [G])``."""
     total = torch.zeros(state.G, dtype=torch.int64, device=state.device)
     done = torch.zeros(state.G, dtype=torch.bool, device=state.device)
     stats = PointStats.of_state(state, n_total) if stats is None else stats
     for _ in range(max_rounds if max_rounds is not None else state.K - 1):
-        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify, done, eigh)
+        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify, done, kernels)
         total += n
         done |= n == 0
         if bool(done.all()):

@@ -76,6 +76,11 @@ def use_native(t) -> bool:
     return native.serves(t.device)
 
 
+def use_native_cpu(t, dtypes=None) -> bool:
+    """``use_native`` for the CPU-only native ops: ``t`` is a CPU tensor (of one of ``dtypes``, when given)."""
+    return t.device.type == "cpu" and (dtypes is None or t.dtype in dtypes) and use_native(t)
+
+
 @contextmanager
 def use_backend(name: str):
     """Force ``name`` for the ops called inside the block (restored on exit, also on an exception)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ...mixture.axis_split import cem_assign
-from ..registry import use_native
+from ..registry import use_native_cpu
 
 
 def axis_cem_assign(t: torch.Tensor,      # [G, n] float64
@@ -19,6 +19,6 @@ def axis_cem_assign(t: torch.Tensor,      # [G, n] float64
                     var: torch.Tensor     # [G, K] float64
                     ) -> tuple[torch.Tensor, ...]:   # cls [G, n], changed [G], cnt, s1, s2 [G, K, m]
     """See ``mixture.axis_split.cem_assign``."""
-    if t.device.type == "cpu" and t.dtype == torch.float64 and use_native(t):
+    if use_native_cpu(t, (torch.float64,)):
         return torch.ops.dga_fast.axis_cem_assign(t, comp, prev, base, mean, var)
     return cem_assign(t, comp, prev, base, mean, var)

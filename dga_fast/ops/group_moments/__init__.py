@@ -8,14 +8,14 @@ import torch
 
 from ..._validation import check_float_tensor
 from ...mixture.normalise import group_sums
-from ..registry import use_native
+from ..registry import use_native_cpu
 
 
 def group_moments(x: torch.Tensor  # [G, N, D]
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:   # [G, D], [G], [G] float64
     """The normaliser's sums of every group (``mixture.normalise.group_sums`` for one process)."""
     check_float_tensor("x", x, 3, finite=False)
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and use_native(x):
+    if use_native_cpu(x, (torch.float32, torch.float64)):
         return torch.ops.dga_fast.group_moments(x)   # checks x's values as it reads them
     check_float_tensor("x", x)
     return group_sums(x)

@@ -9,13 +9,13 @@ import torch
 
 from ..._validation import check_float_tensor
 from ...mixture.state import MixtureState
-from ..registry import use_native, use_triton
+from ..registry import use_native_cpu, use_triton
 from .reference import hddc_estep as reference_estep
 
 
 def fused(t: torch.Tensor) -> bool:
     """Whether ``hddc_estep`` has a fused kernel for tensors like ``t``: Triton (CUDA) or the native CPU op."""
-    return use_triton(t) or (t.device.type == "cpu" and use_native(t))
+    return use_triton(t) or use_native_cpu(t)
 
 
 def hddc_estep(x: torch.Tensor,  # [G, N, D]
@@ -30,7 +30,7 @@ def hddc_estep(x: torch.Tensor,  # [G, N, D]
         st = state.trim_dims()
         w, inv_b, const = st.cost_terms()
         return torch.ops.dga_fast.hddc_estep(x, st.means, st.components, w, inv_b, const)
-    if x.device.type == "cpu" and use_native(x):   # the op checks x's values as it reads them
+    if use_native_cpu(x):   # the op checks x's values as it reads them
         dt = torch.promote_types(x.dtype, torch.float32)
         st = state.trim_dims()
         terms = (st.means, st.components, *st.cost_terms())

@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 
 from ...mixture.mstep import RESP_EPS, MStepKernels, Pairs, moments, scatter_matrices
-from ..registry import use_native
+from ..registry import use_native_cpu
 
 
 def _native(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and use_native(t)
+    return use_native_cpu(t, (torch.float32, torch.float64))
 
 
 def significant_pairs(resp: torch.Tensor  # [G, N, K]
