@@ -24,12 +24,14 @@ def _extensions():
     import torch
     from torch.utils import cpp_extension as ce
     sources = ["csrc/ops.cpp", "csrc/estep_op.cpp", "csrc/moments_op.cpp", "csrc/mstep_op.cpp",
-               "csrc/cem_op.cpp",
-               "csrc/core/dyga_core.cpp", "csrc/core/estep_core.cpp", "csrc/core/mstep_core.cpp", "csrc/core/isa.cpp"]
+               "csrc/cem_op.cpp", "csrc/kmeans_op.cpp",
+               "csrc/core/dyga_core.cpp", "csrc/core/estep_core.cpp", "csrc/core/mstep_core.cpp", "csrc/core/kmeans_core.cpp",
+               "csrc/core/jacobi_core.cpp",
+               "csrc/core/isa.cpp"]
     include_dirs = [os.path.abspath("csrc")]
     # -fopenmp: at::parallel_for is a header template that runs in parallel only when the code including it is
     # compiled with OpenMP (torch's own parallel backend); without it every native op ran on one thread
-    cxx = ["-O2", "-std=c++17", "-fopenmp"]
+    cxx = ["-O2", "-fno-math-errno", "-std=c++17", "-fopenmp"]
     link = ["-fopenmp"]
     with_cuda = (torch.version.cuda is not None and ce.CUDA_HOME is not None
                  and os.environ.get("DGA_FAST_NO_CUDA") != "1")

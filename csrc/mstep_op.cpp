@@ -1,8 +1,8 @@
 // torch.ops.dga_fast.{mstep_moments, mstep_scatter, batched_eigh}: the HDDC M-step on CPU tensors, float32 or
 // float64. The weighted sums (core/mstep_core.h) run over fixed chunks of a group's rows in parallel
-// (at::parallel_for over groups × chunks), the chunks added in order; the eigendecompositions of the small
-// symmetric matrices run LAPACK (at::linalg_eigh) on slices of the batch in parallel, one matrix at a time
-// again in float64 should a slice fail to converge.
+// (at::parallel_for over groups × chunks, op_chunks.h), the chunks added in order; the eigendecompositions of the small
+// symmetric matrices run on slices of the batch in parallel: batched Jacobi (core/jacobi_core.h) for the small D
+// where it is the faster, else LAPACK (at::linalg_eigh), also for a matrix Jacobi does not converge on.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 #include <ATen/Parallel.h>
@@ -10,14 +10,19 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/jacobi_core.h"
 #include "core/mstep_core.h"
 #include "op_checks.h"
+#include "op_chunks.h"
 
 namespace {
 
 using dga_checks::check_dtype;
 using dga_checks::check_same_device;
 using dga_checks::check_sizes;
+using dga_chunks::add_chunks;
+using dga_chunks::chunks;
+using dga_chunks::kRowChunk;
 
 void check_x_resp(const at::Tensor& x, const at::Tensor& resp, const char* op) {
   TORCH_CHECK_VALUE(x.device().is_cpu(), "x must be a CPU tensor (", op, "), got ", x.device());
@@ -28,25 +33,6 @@ void check_x_resp(const at::Tensor& x, const at::Tensor& resp, const char* op) {
   check_dtype(resp, x.scalar_type(), "resp");
   TORCH_CHECK_VALUE(resp.dim() == 3 && resp.size(0) == x.size(0) && resp.size(1) == x.size(1) && resp.size(2) >= 1,
                     "resp must be [G, N, K] with K >= 1 and G, N as x ", x.sizes(), ", got ", resp.sizes());
-}
-
-int64_t chunks(int64_t N) { return (N + dga_core::kMstepChunk - 1) / dga_core::kMstepChunk; }
-
-// part [G, C, ...] (double) -> [G, ...] in `dtype`: each group's chunks added in order
-at::Tensor add_chunks(const at::Tensor& part, at::ScalarType dtype) {
-  const int64_t G = part.size(0), C = part.size(1), L = part.numel() / std::max<int64_t>(1, G * C);
-  auto sizes = part.sizes().vec();
-  sizes.erase(sizes.begin() + 1);
-  auto out = at::empty(sizes, part.options());
-  const double* p = part.data_ptr<double>();
-  double* o = out.data_ptr<double>();
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t l = 0; l < L; ++l) {
-      double acc = 0.0;
-      for (int64_t c = 0; c < C; ++c) acc += p[(g * C + c) * L + l];
-      o[g * L + l] = acc;
-    }
-  return out.to(dtype);
 }
 
 template <typename T>
@@ -65,8 +51,8 @@ std::tuple<at::Tensor, at::Tensor> mstep_moments(const at::Tensor& x_in, const a
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mstep_moments", [&] {
     at::parallel_for(0, G * C, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
-        const int64_t g = t / C, r0 = (t % C) * dga_core::kMstepChunk;
-        dga_core::mstep_moments(group<scalar_t>(x, resp, nullptr, g), r0, std::min(N, r0 + dga_core::kMstepChunk),
+        const int64_t g = t / C, r0 = (t % C) * kRowChunk;
+        dga_core::mstep_moments(group<scalar_t>(x, resp, nullptr, g), r0, std::min(N, r0 + kRowChunk),
                                 eps, nk.data_ptr<double>() + t * K, first.data_ptr<double>() + t * K * D);
       }
     });
@@ -92,9 +78,9 @@ at::Tensor mstep_scatter(const at::Tensor& x_in, const at::Tensor& resp_in, cons
       std::vector<double> ybuf(dga_core::mstep_scatter_scratch(K, D));
       std::vector<int64_t> nbuf(K);
       for (int64_t t = b; t < e; ++t) {
-        const int64_t g = t / C, r0 = (t % C) * dga_core::kMstepChunk;
+        const int64_t g = t / C, r0 = (t % C) * kRowChunk;
         dga_core::mstep_scatter(group<scalar_t>(x, resp, means.data_ptr<scalar_t>(), g), r0,
-                                std::min(N, r0 + dga_core::kMstepChunk), eps, pp + t * K * slot,
+                                std::min(N, r0 + kRowChunk), eps, pp + t * K * slot,
                                 touched.data() + t * K, ybuf.data(), nbuf.data());
       }
     });
@@ -127,9 +113,36 @@ at::Tensor mstep_scatter(const at::Tensor& x_in, const at::Tensor& resp_in, cons
 // the batch it came in.
 bool aligned_in_batch(const at::Tensor& W) { return (W.size(1) * W.size(1) * W.element_size()) % 64 == 0; }
 
-// eigh of one slice of the batch; a slice LAPACK fails on is solved again matrix by matrix, a failing matrix in
-// float64 (the robust path of dga_fast/mixture/mstep.py, per matrix so that no other matrix's result changes)
+// LAPACK on matrix m alone, again in float64 should it fail to converge (the robust path of
+// dga_fast/mixture/mstep.py, per matrix so that no other matrix's result changes; still failing: raised)
+void lapack_one(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64_t m) {
+  auto Wm = W.narrow(0, m, 1);
+  try {
+    auto [ev, vec] = at::linalg_eigh(Wm);
+    evals.narrow(0, m, 1).copy_(ev);
+    evecs.narrow(0, m, 1).copy_(vec);
+  } catch (const c10::LinAlgError&) {
+    auto [ev, vec] = at::linalg_eigh(Wm.to(at::kDouble));
+    evals.narrow(0, m, 1).copy_(ev);
+    evecs.narrow(0, m, 1).copy_(vec);
+  }
+}
+
+// eigh of one slice of the batch: batched Jacobi (core/jacobi_core.h) where it is the faster (jacobi_preferred), a
+// matrix it does not converge on by LAPACK; else LAPACK, the slice at once when aligned_in_batch, else matrix by
+// matrix
 void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64_t b, int64_t e) {
+  const int64_t D = W.size(1);
+  if (dga_core::jacobi_preferred(D, W.scalar_type() == at::kDouble)) {
+    std::vector<uint8_t> ok(static_cast<size_t>(e - b));
+    AT_DISPATCH_FLOATING_TYPES(W.scalar_type(), "batched_eigh", [&] {
+      dga_core::jacobi_eigh(W.data_ptr<scalar_t>() + b * D * D, e - b, D, evals.data_ptr<scalar_t>() + b * D,
+                            evecs.data_ptr<scalar_t>() + b * D * D, ok.data());
+    });
+    for (int64_t m = b; m < e; ++m)
+      if (!ok[static_cast<size_t>(m - b)]) lapack_one(W, evals, evecs, m);
+    return;
+  }
   if (aligned_in_batch(W)) {
     try {
       auto [ev, vec] = at::linalg_eigh(W.narrow(0, b, e - b));
@@ -139,18 +152,7 @@ void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
     } catch (const c10::LinAlgError&) {
     }
   }
-  for (int64_t m = b; m < e; ++m) {
-    auto Wm = W.narrow(0, m, 1);
-    try {
-      auto [ev, vec] = at::linalg_eigh(Wm);
-      evals.narrow(0, m, 1).copy_(ev);
-      evecs.narrow(0, m, 1).copy_(vec);
-    } catch (const c10::LinAlgError&) {
-      auto [ev, vec] = at::linalg_eigh(Wm.to(at::kDouble));   // still failing: raised to the caller
-      evals.narrow(0, m, 1).copy_(ev);
-      evecs.narrow(0, m, 1).copy_(vec);
-    }
-  }
+  for (int64_t m = b; m < e; ++m) lapack_one(W, evals, evecs, m);
 }
 
 // W [M, D, D] symmetric (its lower triangle is read) -> eigenvalues [M, D] ascending, eigenvectors [M, D, D]

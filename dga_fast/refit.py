@@ -184,7 +184,8 @@ def seed_state(ctx: RefitContext, xs: torch.Tensor) -> MixtureState:
     """k-means++ seeding and Lloyd on the subset, from every unit's own stream, then one M-step."""
     s_offset = sum(ctx.reducer.sizes(xs.shape[1])[:ctx.reducer.rank])
     K = ctx.cfg.init_components
-    labels = initial_partition(xs, K, "kmeans++", ctx.streams, reducer=ctx.reducer, offset=s_offset)
+    labels = initial_partition(xs, K, "kmeans++", ctx.streams, reducer=ctx.reducer, offset=s_offset,
+                               step=ops.kmeans_assign)
     return check_stage(init_state(xs, labels, K, ctx.cfg.mstep, ctx.floor, reducer=ctx.reducer, kernels=ops.MSTEP),
                        "seed")
 

@@ -151,7 +151,7 @@ def test_fuzz_never_crashes_the_process(device):
             return tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 4)))
         raised = ok = 0
         for i in range(4000):
-            which = rng.randrange(10 if device == "cpu" else 3)   # the E- and M-step ops are CPU-only
+            which = rng.randrange(12 if device == "cpu" else 3)   # the E- and M-step ops are CPU-only
             try:
                 if which == 0:
                     op.mixture_spread(t(shape()), t(shape()), t(shape()))
@@ -183,6 +183,10 @@ def test_fuzz_never_crashes_the_process(device):
                     good[bad] = args[bad]
                     op.mstep_moments(good[0], good[1], 1e-7)
                     op.mstep_scatter(*good, 1e-7)
+                elif which == 9:
+                    op.kmeans_assign(t(shape()), t(shape()))
+                elif which == 10:
+                    op.axis_cem_assign(*(t(shape()) for _ in range(6)))
                 else:
                     op.batched_eigh(t(shape()))
                 ok += 1

@@ -53,6 +53,48 @@ DGA_INLINE void slot_logp(const EstepGroup<T>& g, int64_t k, const T* __restrict
   for (int64_t r = 0; r < R; ++r) lp[r] = T(-0.5) * ((acc[r] * ib + c) + ysum[r]);
 }
 
+// slot_logp for DM = J known at compile time: one pass over d that updates ‖z‖² and all J projections at once,
+// J + 1 independent accumulator chains instead of one chain at a time. Every sum runs over d in the same order
+// with the same operations, so the results are bit for bit slot_logp's.
+template <int64_t J, typename T>
+DGA_INLINE void slot_logp_fixed(const EstepGroup<T>& g, int64_t k, const T* __restrict__ xt, T* __restrict__ lp) {
+  constexpr int64_t R = kEstepTile;
+  const int64_t D = g.D;
+  const T* __restrict__ mu = g.means + k * D;
+  const T* __restrict__ qk = g.q + k * D * J;
+  const T* __restrict__ wk = g.w + k * J;
+  T acc[R] = {}, ysum[R] = {}, y[J][R] = {};
+  for (int64_t d = 0; d < D; ++d) {
+    const T m = mu[d];
+    T z[R];
+    DGA_UNROLL for (int64_t r = 0; r < R; ++r) {
+      z[r] = xt[d * R + r] - m;
+      acc[r] += z[r] * z[r];
+    }
+    DGA_UNROLL for (int64_t j = 0; j < J; ++j) {
+      const T qv = qk[d * J + j];
+      DGA_UNROLL for (int64_t r = 0; r < R; ++r) y[j][r] += qv * z[r];
+    }
+  }
+  DGA_UNROLL for (int64_t j = 0; j < J; ++j) {
+    const T wj = wk[j];
+    DGA_UNROLL for (int64_t r = 0; r < R; ++r) ysum[r] += wj * (y[j][r] * y[j][r]);
+  }
+  const T ib = g.inv_b[k], c = g.cst[k];
+  DGA_UNROLL for (int64_t r = 0; r < R; ++r) lp[r] = T(-0.5) * ((acc[r] * ib + c) + ysum[r]);
+}
+
+template <typename T>
+DGA_INLINE void slot_logp_any(const EstepGroup<T>& g, int64_t k, const T* xt, T* zt, T* lp) {
+  switch (g.DM) {
+    case 1: slot_logp_fixed<1>(g, k, xt, lp); return;
+    case 2: slot_logp_fixed<2>(g, k, xt, lp); return;
+    case 4: slot_logp_fixed<4>(g, k, xt, lp); return;
+    case 8: slot_logp_fixed<8>(g, k, xt, lp); return;
+    default: slot_logp(g, k, xt, zt, lp);
+  }
+}
+
 // log-sum-exp over the slots of the tile's first n rows, written to log_resp and loglik (lp [K][R]).
 template <typename T>
 DGA_INLINE void normalise_rows(const EstepGroup<T>& g, int64_t t0, int64_t n, const T* lp) {
@@ -84,7 +126,7 @@ DGA_INLINE void rows_impl(const EstepGroup<T>& g, int64_t r0, int64_t r1, T* scr
         for (int64_t r = 0; r < R; ++r) lp[k * R + r] = -std::numeric_limits<T>::infinity();
         continue;
       }
-      slot_logp(g, k, xt, zt, lp + k * R);
+      slot_logp_any(g, k, xt, zt, lp + k * R);
     }
     normalise_rows(g, t0, n, lp);
   }

@@ -21,6 +21,10 @@ const char* isa_name(Isa isa);   // "avx512", "avx2" or "baseline"
 
 #if defined(__GNUC__)
 #define DGA_INLINE inline __attribute__((always_inline))
+#define DGA_PRAGMA(x) _Pragma(#x)
+// a loop of compile-time length unrolled completely (register-resident accumulators)
+#define DGA_UNROLL DGA_PRAGMA(GCC unroll 64)
 #else
 #define DGA_INLINE inline
+#define DGA_UNROLL
 #endif

@@ -26,25 +26,56 @@ void moments_impl(const MstepGroup<T>& g, int64_t r0, int64_t r1, double eps, do
   }
 }
 
-// S (one slot, [D, Dp]) += Σ_r y_r y_rᵀ over the n ≤ kMstepRank buffered rows Y [kMstepRank, Dp] (zero-padded
-// beyond D), upper triangle only, in blocks of kMstepLanes columns: each entry adds the rows' products in row
-// order, and an entry's products are the same numbers as its mirror's (y_a·y_b = y_b·y_a).
-DGA_INLINE void rank_update(double* __restrict__ S, const double* __restrict__ Y, int64_t n, int64_t D,
-                            int64_t Dp) {
+// One tile of the update below: rows a0 .. a0+A-1 of S, columns b0 .. b0+B·L-1, in A·B independent vector
+// accumulators (a single accumulator would wait on its own FMA chain), each entry adding the rows' products in
+// row order.
+template <int64_t A, int64_t B>
+DGA_INLINE void rank_tile(double* __restrict__ S, const double* __restrict__ Y, int64_t n, int64_t Dp, int64_t a0,
+                          int64_t b0) {
   constexpr int64_t L = kMstepLanes;
-  for (int64_t a = 0; a < D; ++a) {
-    for (int64_t b0 = a / L * L; b0 < Dp; b0 += L) {
-      double acc[L];
-      double* __restrict__ s = S + a * Dp + b0;
-      for (int64_t l = 0; l < L; ++l) acc[l] = s[l];
-      for (int64_t r = 0; r < n; ++r) {
-        const double ya = Y[r * Dp + a];
-        const double* __restrict__ yb = Y + r * Dp + b0;
-        for (int64_t l = 0; l < L; ++l) acc[l] += ya * yb[l];
-      }
-      for (int64_t l = 0; l < L; ++l) s[l] = acc[l];
+  double acc[A][B * L];
+  DGA_UNROLL for (int64_t i = 0; i < A; ++i)
+    DGA_UNROLL for (int64_t l = 0; l < B * L; ++l) acc[i][l] = S[(a0 + i) * Dp + b0 + l];
+  for (int64_t r = 0; r < n; ++r) {
+    const double* __restrict__ y = Y + r * Dp;
+    DGA_UNROLL for (int64_t i = 0; i < A; ++i) {
+      const double ya = y[a0 + i];
+      DGA_UNROLL for (int64_t l = 0; l < B * L; ++l) acc[i][l] += ya * y[b0 + l];
     }
   }
+  DGA_UNROLL for (int64_t i = 0; i < A; ++i)
+    DGA_UNROLL for (int64_t l = 0; l < B * L; ++l) S[(a0 + i) * Dp + b0 + l] = acc[i][l];
+}
+
+// S (one slot, [D, Dp]) += Σ_r y_r y_rᵀ over the n ≤ kMstepRank buffered rows Y [kMstepRank, Dp] (zero-padded
+// beyond D), upper triangle only: row a from its kMstepLanes-column block on, in tiles of 4 rows (which share
+// their first block) × 1 or 2 blocks. Each entry adds the rows' products in row order, and an entry's products
+// are the same numbers as its mirror's (y_a·y_b = y_b·y_a).
+DGA_INLINE void rank_update(double* __restrict__ S, const double* __restrict__ Y, int64_t n, int64_t D,
+                            int64_t Dp) {
+  constexpr int64_t L = kMstepLanes, A = 4;
+  static_assert(L % A == 0, "a tile's rows must share their first column block");
+  int64_t a0 = 0;
+  for (; a0 + A <= D; a0 += A) {
+    int64_t b0 = a0 / L * L;
+    for (; b0 + 2 * L <= Dp; b0 += 2 * L) rank_tile<A, 2>(S, Y, n, Dp, a0, b0);
+    if (b0 < Dp) rank_tile<A, 1>(S, Y, n, Dp, a0, b0);
+  }
+  for (; a0 < D; ++a0)
+    for (int64_t b0 = a0 / L * L; b0 < Dp; b0 += L) rank_tile<1, 1>(S, Y, n, Dp, a0, b0);
+}
+
+// y [Dp] = s·(x − μ), zero beyond D
+template <typename T>
+DGA_INLINE void centre_row(double* __restrict__ y, const T* __restrict__ x, const T* __restrict__ mu, double s,
+                           int64_t D, int64_t Dp) {
+  constexpr int64_t L = kMstepLanes;
+  int64_t d0 = 0;
+  for (; d0 + L <= D; d0 += L)   // whole blocks straight-line, so that they vectorise
+    DGA_UNROLL for (int64_t l = 0; l < L; ++l)
+      y[d0 + l] = s * (static_cast<double>(x[d0 + l]) - static_cast<double>(mu[d0 + l]));
+  for (int64_t d = d0; d < D; ++d) y[d] = s * (static_cast<double>(x[d]) - static_cast<double>(mu[d]));
+  for (int64_t d = D; d < Dp; ++d) y[d] = 0.0;
 }
 
 template <typename T>
@@ -65,8 +96,7 @@ DGA_INLINE void scatter_impl(const MstepGroup<T>& g, int64_t r0, int64_t r1, dou
       const double s = std::sqrt(static_cast<double>(r[k]));
       const T* mu = g.means + k * D;
       double* y = ybuf + k * ystride + nbuf[k] * Dp;
-      for (int64_t d = 0; d < D; ++d) y[d] = s * (static_cast<double>(x[d]) - static_cast<double>(mu[d]));
-      for (int64_t d = D; d < Dp; ++d) y[d] = 0.0;
+      centre_row(y, x, mu, s, D, Dp);
       if (++nbuf[k] == kMstepRank) {
         rank_update(S + k * slot, ybuf + k * ystride, kMstepRank, D, Dp);
         nbuf[k] = 0;

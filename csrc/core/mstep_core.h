@@ -8,15 +8,12 @@
 //
 // Accumulators are double for float and double input, every sum taken over the rows in order, so a group's sums
 // depend on its rows alone (not on the other groups, the thread count or the instruction set). The op
-// (csrc/mstep_op.cpp) cuts a group's rows into fixed chunks of kMstepChunk rows and adds the chunks in order.
+// (csrc/mstep_op.cpp) cuts a group's rows into fixed chunks (csrc/op_chunks.h) and adds the chunks in order.
 #pragma once
 
 #include <cstdint>
 
 namespace dga_core {
-
-// Rows per chunk: the unit of parallel work of the op; fixed, so the sums never depend on the thread count.
-constexpr int64_t kMstepChunk = 2048;
 
 // Pointers of one group, row-major: x [N, D], resp [N, K], means [K, D] (unused by mstep_moments).
 template <typename T>

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -76,21 +77,37 @@ def kmeans_plusplus(x: torch.Tensor,  # [G, n, D]
     return torch.cat(centers, dim=1)
 
 
-def lloyd(x: torch.Tensor,        # [G, n, D]
-          centers: torch.Tensor,  # [G, K, D]
-          max_iter: int = 10, *, reducer: Reducer = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched Lloyd iterations; an emptied cluster keeps its previous centre. Returns
-    ``(labels [G, n], centers [G, K, D])``. With a ``reducer``, counts and sums are summed over the ranks and
-    the iterations stop when no rank's labels changed."""
-    G, N, D = x.shape
+def kmeans_step(x: torch.Tensor,        # [G, n, D]
+                centers: torch.Tensor   # [G, K, D]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:   # labels [G, n], counts [G, K], sums [G, K, D]
+    """One Lloyd assignment: every row to its nearest centre (``sq_dist``, the first on ties), with the counts
+    and sums of the rows per label. The reference of ``dga_fast.ops.kmeans_assign``."""
+    G, _, D = x.shape
     K = centers.shape[1]
     labels = sq_dist(x, centers).argmin(-1)
+    counts = torch.zeros(G, K, dtype=x.dtype, device=x.device).scatter_add_(
+        1, labels, torch.ones_like(labels, dtype=x.dtype))
+    sums = torch.zeros_like(centers).scatter_add_(1, labels.unsqueeze(-1).expand(-1, -1, D), x)
+    return labels, counts, sums
+
+
+# (x [G, n, D], centers [G, K, D]) -> (labels [G, n], counts [G, K], sums [G, K, D]): the caller's Lloyd step
+# (normally dga_fast.ops.kmeans_assign; mixture/ never imports ops/)
+KMeansStep = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"]
+
+
+def lloyd(x: torch.Tensor,        # [G, n, D]
+          centers: torch.Tensor,  # [G, K, D]
+          max_iter: int = 10, *, reducer: Reducer = LOCAL,
+          step: KMeansStep = kmeans_step) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched Lloyd iterations; an emptied cluster keeps its previous centre. Returns
+    ``(labels [G, n], centers [G, K, D])``. With a ``reducer``, counts and sums are summed over the ranks and
+    the iterations stop when no rank's labels changed. ``step``: the assignment and its sums (``kmeans_step``)."""
+    labels, counts, sums = step(x, centers)
     for _ in range(max_iter):
-        counts = reducer.sum(torch.zeros(G, K, dtype=x.dtype, device=x.device).scatter_add_(
-            1, labels, torch.ones_like(labels, dtype=x.dtype)))
-        sums = reducer.sum(torch.zeros_like(centers).scatter_add_(1, labels.unsqueeze(-1).expand(-1, -1, D), x))
+        counts, sums = reducer.sum(counts), reducer.sum(sums)
         centers = torch.where(counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centers)
-        new = sq_dist(x, centers).argmin(-1)
+        new, counts, sums = step(x, centers)
         if reducer.sum_int(not torch.equal(new, labels)) == 0:
             break
         labels = new
@@ -98,9 +115,11 @@ def lloyd(x: torch.Tensor,        # [G, n, D]
 
 
 def initial_partition(x: torch.Tensor, K: int, method: str, generator: torch.Generator,
-                      lloyd_iters: int = 10, *, reducer: Reducer = LOCAL, offset: int = 0) -> torch.Tensor:
+                      lloyd_iters: int = 10, *, reducer: Reducer = LOCAL, offset: int = 0,
+                      step: KMeansStep = kmeans_step) -> torch.Tensor:
     """Hard labels ``[G, n]`` to start EM from: ``"kmeans++"`` (seeding + Lloyd) or ``"random"``
-    (K random points as centres + Lloyd). ``reducer`` / ``offset``: see ``kmeans_plusplus``."""
+    (K random points as centres + Lloyd). ``reducer`` / ``offset``: see ``kmeans_plusplus``; ``step``: see
+    ``lloyd``."""
     G = x.shape[0]
     if method == "kmeans++":
         centers = kmeans_plusplus(x, K, generator, reducer=reducer, offset=offset)
@@ -110,5 +129,5 @@ def initial_partition(x: torch.Tensor, K: int, method: str, generator: torch.Gen
         centers = global_rows(x, idx, offset, reducer)
     else:
         raise ValueError(f"init must be 'kmeans++' or 'random', got {method!r}")
-    labels, _ = lloyd(x, centers, lloyd_iters, reducer=reducer)
+    labels, _ = lloyd(x, centers, lloyd_iters, reducer=reducer, step=step)
     return labels

@@ -1,0 +1,56 @@
+// torch.ops.dga_fast.kmeans_assign: one Lloyd step (core/kmeans_core.h) on CPU tensors, float32 or float64, in
+// parallel over groups × fixed row chunks (op_chunks.h), the chunks' counts and sums added in order.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+#include <ATen/Parallel.h>
+
+#include "core/kmeans_core.h"
+#include "op_checks.h"
+#include "op_chunks.h"
+
+namespace {
+
+using dga_checks::check_dtype;
+using dga_checks::check_same_device;
+using dga_chunks::add_chunks;
+using dga_chunks::chunks;
+using dga_chunks::kRowChunk;
+
+// x [G, N, D], centers [G, K, D] -> labels [G, N] int64, counts [G, K], sums [G, K, D] (x's dtype)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_assign(const at::Tensor& x_in, const at::Tensor& c_in) {
+  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (kmeans_assign), got ", x_in.device());
+  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
+                   "x must be float32 or float64, got ", x_in.scalar_type());
+  TORCH_CHECK_VALUE(x_in.dim() == 3 && x_in.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x_in.sizes());
+  check_same_device(c_in, "centers", x_in, "x");
+  check_dtype(c_in, x_in.scalar_type(), "centers");
+  TORCH_CHECK_VALUE(c_in.dim() == 3 && c_in.size(0) == x_in.size(0) && c_in.size(1) >= 1 &&
+                        c_in.size(2) == x_in.size(2),
+                    "centers must be [G, K, D] with K >= 1 and G, D as x ", x_in.sizes(), ", got ", c_in.sizes());
+  auto x = x_in.contiguous();
+  const int64_t G = x.size(0), N = x.size(1), D = x.size(2), K = c_in.size(1), C = chunks(N);
+  const int64_t Kp = dga_core::kmeans_padded(K);
+  // the centres transposed to [G, D, Kp] in double, padding columns 0 (never chosen: only k < K are compared)
+  auto ct = at::zeros({G, D, Kp}, x.options().dtype(at::kDouble));
+  ct.narrow(2, 0, K).copy_(c_in.transpose(1, 2));
+  auto labels = at::empty({G, N}, x.options().dtype(at::kLong));
+  auto dbl = x.options().dtype(at::kDouble);
+  auto counts = at::zeros({G, C, K}, dbl), sums = at::zeros({G, C, K, D}, dbl);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kmeans_assign", [&] {
+    at::parallel_for(0, G * C, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t g = t / C, r0 = (t % C) * kRowChunk;
+        dga_core::kmeans_assign(x.data_ptr<scalar_t>() + g * N * D, r0, std::min(N, r0 + kRowChunk), D,
+                                ct.data_ptr<double>() + g * D * Kp, K, labels.data_ptr<int64_t>() + g * N,
+                                counts.data_ptr<double>() + t * K, sums.data_ptr<double>() + t * K * D);
+      }
+    });
+  });
+  return {labels, add_chunks(counts, x.scalar_type()), add_chunks(sums, x.scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(dga_fast, m) { m.def("kmeans_assign(Tensor x, Tensor centers) -> (Tensor, Tensor, Tensor)"); }
+
+TORCH_LIBRARY_IMPL(dga_fast, CPU, m) { m.impl("kmeans_assign", &kmeans_assign); }

@@ -1,0 +1,70 @@
+// Unit tests of the Lloyd step core (csrc/core/kmeans_core.*) against a direct evaluation: nearest centre (the
+// first on ties, here exact duplicates of a centre), counts and sums, row ranges that split the rows anywhere
+// (the sums of two ranges add up to the whole), K = 1, odd sizes, float and double input.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "../core/kmeans_core.h"
+#include "check.h"
+
+using namespace dga_core;
+
+template <typename T>
+static void check_case(int64_t n, int64_t K, int64_t D, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd;
+  std::vector<T> x(static_cast<size_t>(n * D)), c(static_cast<size_t>(K * D));
+  for (auto& v : c) v = static_cast<T>(nd(rng));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < D; ++j)   // every 5th row is a copy of centre 0's twin (centre K-1 = centre 0)
+      x[i * D + j] = i % 5 == 0 ? c[j] : static_cast<T>(nd(rng));
+  if (K > 1)
+    for (int64_t j = 0; j < D; ++j) c[(K - 1) * D + j] = c[j];
+  const int64_t Kp = kmeans_padded(K);
+  std::vector<double> ct(static_cast<size_t>(D * Kp), 0.0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < D; ++j) ct[j * Kp + k] = static_cast<double>(c[k * D + j]);
+  std::vector<int64_t> labels(static_cast<size_t>(n), -1);
+  std::vector<double> counts(K, 0.0), sums(K * D, 0.0), counts2(K, 0.0), sums2(K * D, 0.0);
+  kmeans_assign(x.data(), 0, n, D, ct.data(), K, labels.data(), counts.data(), sums.data());
+  const int64_t cut = n / 3;
+  kmeans_assign(x.data(), 0, cut, D, ct.data(), K, labels.data(), counts2.data(), sums2.data());
+  kmeans_assign(x.data(), cut, n, D, ct.data(), K, labels.data(), counts2.data(), sums2.data());
+  std::vector<double> wc(K, 0.0), ws(K * D, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t best = 0;
+    double top = 0.0;
+    for (int64_t k = 0; k < K; ++k) {
+      double d = 0.0;
+      for (int64_t j = 0; j < D; ++j) {
+        const double diff = double(x[i * D + j]) - double(c[k * D + j]);
+        d += diff * diff;
+      }
+      if (k == 0 || d < top) best = k, top = d;
+    }
+    CHECK(labels[i] == best);
+    wc[best] += 1.0;
+    for (int64_t j = 0; j < D; ++j) ws[best * D + j] += double(x[i * D + j]);
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    CHECK(counts[k] == wc[k] && counts2[k] == wc[k]);
+    for (int64_t j = 0; j < D; ++j) {
+      CHECK(std::fabs(sums[k * D + j] - ws[k * D + j]) <= 1e-9 * (1.0 + std::fabs(ws[k * D + j])));
+      CHECK(std::fabs(sums2[k * D + j] - ws[k * D + j]) <= 1e-9 * (1.0 + std::fabs(ws[k * D + j])));
+    }
+  }
+}
+
+int main() {
+  unsigned seed = 1;
+  for (int64_t n : {1, 3, 37, 260})
+    for (int64_t K : {1, 2, 7, 9, 17})
+      for (int64_t D : {1, 3, 32}) {
+        check_case<float>(n, K, D, seed++);
+        check_case<double>(n, K, D, seed++);
+      }
+  if (failures) std::fprintf(stderr, "%d failures\n", failures);
+  return failures ? 1 : 0;
+}
