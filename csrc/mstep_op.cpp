@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "core/jacobi_core.h"
@@ -113,10 +114,24 @@ at::Tensor mstep_scatter(const at::Tensor& x_in, const at::Tensor& resp_in, cons
 // the batch it came in.
 bool aligned_in_batch(const at::Tensor& W) { return (W.size(1) * W.size(1) * W.element_size()) % 64 == 0; }
 
-// LAPACK on matrix m alone, again in float64 should it fail to converge (the robust path of
-// dga_fast/mixture/mstep.py, per matrix so that no other matrix's result changes; still failing: raised)
-void lapack_one(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64_t m) {
-  auto Wm = W.narrow(0, m, 1);
+// W with the entries at the rounding level of each matrix's largest diagonal entry set to zero (the rule of
+// core/jacobi_core.h and of robust_eigh in dga_fast/mixture/mstep.py)
+at::Tensor zero_rounding_level(const at::Tensor& W) {
+  const double eps = W.scalar_type() == at::kDouble ? std::numeric_limits<double>::epsilon()
+                                                    : std::numeric_limits<float>::epsilon();
+  auto tiny = W.diagonal(0, -2, -1).amax(-1).clamp_min(0).mul(eps).view({-1, 1, 1});
+  return at::where(W.abs() <= tiny, at::zeros_like(W), W);
+}
+
+// LAPACK on matrix m of Wz (zeroed as above) alone, again in float64 should it fail to converge (per matrix, so
+// that no other matrix's result changes; still failing: raised); a non-finite matrix gets NaN eigenpairs
+void lapack_one(const at::Tensor& Wz, at::Tensor& evals, at::Tensor& evecs, int64_t m) {
+  auto Wm = Wz.narrow(0, m, 1);
+  if (!at::isfinite(Wm).all().item<bool>()) {
+    evals.narrow(0, m, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+    evecs.narrow(0, m, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
   try {
     auto [ev, vec] = at::linalg_eigh(Wm);
     evals.narrow(0, m, 1).copy_(ev);
@@ -129,8 +144,8 @@ void lapack_one(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
 }
 
 // eigh of one slice of the batch: batched Jacobi (core/jacobi_core.h) where it is the faster (jacobi_preferred), a
-// matrix it does not converge on by LAPACK; else LAPACK, the slice at once when aligned_in_batch, else matrix by
-// matrix
+// matrix it does not converge on by LAPACK; else LAPACK, the slice at once when aligned_in_batch and finite, else
+// matrix by matrix
 void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64_t b, int64_t e) {
   const int64_t D = W.size(1);
   if (dga_core::jacobi_preferred(D, W.scalar_type() == at::kDouble)) {
@@ -140,28 +155,30 @@ void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
                             evecs.data_ptr<scalar_t>() + b * D * D, ok.data());
     });
     for (int64_t m = b; m < e; ++m)
-      if (!ok[static_cast<size_t>(m - b)]) lapack_one(W, evals, evecs, m);
+      if (!ok[static_cast<size_t>(m - b)]) lapack_one(zero_rounding_level(W), evals, evecs, m);
     return;
   }
-  if (aligned_in_batch(W)) {
+  auto Wz = zero_rounding_level(W.narrow(0, b, e - b));
+  auto ev_s = evals.narrow(0, b, e - b), vec_s = evecs.narrow(0, b, e - b);
+  if (aligned_in_batch(W) && at::isfinite(Wz).all().item<bool>()) {
     try {
-      auto [ev, vec] = at::linalg_eigh(W.narrow(0, b, e - b));
-      evals.narrow(0, b, e - b).copy_(ev);
-      evecs.narrow(0, b, e - b).copy_(vec);
+      auto [ev, vec] = at::linalg_eigh(Wz);
+      ev_s.copy_(ev);
+      vec_s.copy_(vec);
       return;
     } catch (const c10::LinAlgError&) {
     }
   }
-  for (int64_t m = b; m < e; ++m) lapack_one(W, evals, evecs, m);
+  for (int64_t m = 0; m < e - b; ++m) lapack_one(Wz, ev_s, vec_s, m);
 }
 
 // W [M, D, D] symmetric (its lower triangle is read) -> eigenvalues [M, D] ascending, eigenvectors [M, D, D]
+// (robust_eigh's contract: rounding-level entries zeroed first; a non-finite matrix gets NaN eigenpairs)
 std::tuple<at::Tensor, at::Tensor> batched_eigh(const at::Tensor& W_in) {
   TORCH_CHECK_VALUE(W_in.device().is_cpu(), "W must be a CPU tensor (batched_eigh), got ", W_in.device());
   TORCH_CHECK_TYPE(W_in.scalar_type() == at::kFloat || W_in.scalar_type() == at::kDouble,
                    "W must be float32 or float64, got ", W_in.scalar_type());
   TORCH_CHECK_VALUE(W_in.dim() == 3 && W_in.size(1) == W_in.size(2), "W must be [M, D, D], got ", W_in.sizes());
-  TORCH_CHECK_VALUE(at::isfinite(W_in).all().item<bool>(), "W must be finite");
   auto W = W_in.contiguous();
   const int64_t M = W.size(0), D = W.size(1);
   auto evals = at::empty({M, D}, W.options()), evecs = at::empty({M, D, D}, W.options());

@@ -50,18 +50,27 @@ DGA_INLINE void jacobi_pass(const T* W, int64_t m0, int64_t m1, int64_t D, T* ev
   constexpr int64_t L = Lanes<T>::n;
   const int64_t nm = m1 - m0, S = jacobi_stride(D);
   const T eps = std::numeric_limits<T>::epsilon();
+  // entries at the rounding level of the largest diagonal entry (|a| <= eps · max(0, max_i a_ii)) are zero: they
+  // carry no information (dga_fast/mixture/mstep.py, robust_eigh, does the same before LAPACK)
+  vec tiny{};
+  for (int64_t l = 0; l < nm; ++l) {
+    T top = T(0);
+    for (int64_t i = 0; i < D; ++i) top = std::max(top, W[((m0 + l) * D + i) * D + i]);
+    tiny[l] = eps * top;
+  }
   vec norm2{};
   for (int64_t i = 0; i < D; ++i)
     for (int64_t j = i; j < D; ++j) {
       vec a{};
       for (int64_t l = 0; l < nm; ++l) a[l] = W[((m0 + l) * D + j) * D + i];   // lower triangle: W[j][i]
+      a = (a <= tiny) & (a >= -tiny) ? vec{} : a;
       A[i * S + j] = a;
       norm2 += (i == j ? T(1) : T(2)) * a * a;
       Vt[i * D + j] = Vt[j * D + i] = vec{} + (i == j ? T(1) : T(0));
     }
   vec thr{};
   for (int64_t l = 0; l < L; ++l) thr[l] = eps * std::sqrt(norm2[l]);
-  mask live = norm2 > T(0);
+  mask live = norm2 > T(0);   // also false for a NaN norm: such a matrix is not rotated
   int sweep = 0;
   for (; sweep < kJacobiMaxSweeps && any(live, L); ++sweep) {
     mask rotated = live != live;   // all false
@@ -98,6 +107,12 @@ DGA_INLINE void jacobi_pass(const T* W, int64_t m0, int64_t m1, int64_t D, T* ev
   for (int64_t l = 0; l < nm; ++l) {
     const int64_t m = m0 + l;
     converged[m] = live[l] ? 0 : 1;
+    if (!std::isfinite(norm2[l])) {   // a non-finite entry (or overflow): NaN eigenpairs, as torch.linalg.eigh gives
+      converged[m] = 1;
+      for (int64_t j = 0; j < D; ++j) evals[m * D + j] = std::numeric_limits<T>::quiet_NaN();
+      for (int64_t j = 0; j < D * D; ++j) evecs[m * D * D + j] = std::numeric_limits<T>::quiet_NaN();
+      continue;
+    }
     std::iota(order.begin(), order.end(), int64_t{0});
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return A[a * S + a][l] < A[b * S + b][l]; });
     for (int64_t j = 0; j < D; ++j) {

@@ -2,7 +2,9 @@
 // §3) by cyclic Jacobi rotations, several matrices at once: the SIMD lanes are matrices (kJacobiBytes of them
 // per vector), so every step of the method is one vector operation whatever D, and no lane waits on another.
 //
-// Per matrix (Golub & Van Loan, Alg. 8.5.3, with Rutishauser's update): sweep over the pairs p < q in row order;
+// Per matrix (Golub & Van Loan, Alg. 8.5.3, with Rutishauser's update): entries at the rounding level of the
+// largest diagonal entry (|a| <= eps_T · max(0, max a_ii)) are set to zero first (as dga_fast/mixture/mstep.py,
+// robust_eigh, does before LAPACK); then sweep over the pairs p < q in row order;
 // rotate (p, q) when |a_pq| > eps_T · ‖A‖_F; a matrix whose sweep rotated nothing has converged and is left
 // alone from then on (its later rotations are the identity, exactly), so a matrix's result never depends on
 // the other matrices of its batch or on its lane. Eigenvalues come out ascending (ties in the diagonal's order)
@@ -23,7 +25,8 @@ inline bool jacobi_preferred(int64_t D, bool is_double) { return D <= (is_double
 
 // W [M, D, D] (lower triangle read), evals [M, D] ascending, evecs [M, D, D] (column j for eigenvalue j).
 // converged [M]: 1, or 0 for a matrix still rotating after kJacobiMaxSweeps (its outputs are then the last
-// iterate; the caller solves it another way). Non-finite input gives non-finite output.
+// iterate; the caller solves it another way). A matrix with a non-finite entry gets NaN eigenpairs (as
+// torch.linalg.eigh), never an exception.
 void jacobi_eigh(const float* W, int64_t M, int64_t D, float* evals, float* evecs, uint8_t* converged);
 void jacobi_eigh(const double* W, int64_t M, int64_t D, double* evals, double* evecs, uint8_t* converged);
 

@@ -31,7 +31,7 @@ import torch
 
 from ..distributed import LOCAL, Reducer
 from .dims import cattell_dims
-from .mstep import REFERENCE, MStepConfig, MStepKernels, robust_eigh, subspace
+from .mstep import REFERENCE, MStepConfig, MStepKernels, robust_eigh, subspace, top_vectors
 from .reduce import logsumexp_slots
 from .state import MixtureState
 
@@ -114,7 +114,7 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
 
 
 def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
-           floor: torch.Tensor, n_total: int, eigh=torch.linalg.eigh) -> tuple[MixtureState, PointStats]:
+           floor: torch.Tensor, n_total: int, eigh=robust_eigh) -> tuple[MixtureState, PointStats]:
     """The moment-matched merge of every accepted pair ``(k, nb[k])`` written into slot k; slot nb[k] freed."""
     G, K, D = st.means.shape
     dev = st.device
@@ -127,12 +127,13 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
     dlt = mus - mu_b
     cov_m = (a_w.unsqueeze(-1) * cov + b_w.unsqueeze(-1) * cov_b
              + (a_w * b_w).unsqueeze(-1) * dlt.unsqueeze(-1) * dlt.unsqueeze(-2))
-    evals = torch.ones(G, K, D, dtype=cov_m.dtype, device=dev)           # only the merged slots are solved
-    evecs = torch.eye(D, dtype=cov_m.dtype, device=dev).expand(G, K, D, D).clone()
-    evals[accept], evecs[accept] = robust_eigh(cov_m[accept], eigh)
+    ev, vec = eigh(cov_m[accept])                                        # only the merged slots are solved
+    evals = torch.ones(G, K, D, dtype=cov_m.dtype, device=dev)
+    evals[accept] = ev.flip(-1)
     fl2 = floor.to(torch.float64).reshape(G, 1, 1)
-    evals = evals.flip(-1).clamp_min(fl2)
-    evecs = evecs.flip(-1)
+    evals = evals.clamp_min(fl2)                                         # decreasing
+    evecs = torch.zeros(G, K, D, min(D, st.dmax), dtype=cov_m.dtype, device=dev)
+    evecs[accept] = top_vectors(vec, st.dmax)
     d_m = cattell_dims(evals, cfg.threshold, cfg.d_max)
     mask, top, kept, Q = subspace(evals, evecs, d_m, st.dmax)
     b_m = ((evals.sum(-1) - kept) / (D - d_m).clamp_min(1)).clamp_min(fl2.squeeze(-1))

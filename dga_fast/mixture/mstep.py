@@ -96,28 +96,13 @@ def scatter_matrices(x: torch.Tensor,      # [G, N, D]
     return S.view(G, K, D, D)
 
 
-@dataclass(frozen=True)
-class MStepKernels:
-    """The M-step's heavy parts, passed in by the caller (``mixture/`` never imports ``ops/``, which chooses the
-    backend; ``dga_fast.ops.MSTEP`` is the dispatching set): ``pairs(resp)`` an index of the significant
-    responsibilities that ``moments(x, resp, pairs)`` and ``scatter(x, resp, means, pairs)`` may share (or
-    ``None``), and ``eigh(W [M, D, D])`` (ascending, as ``torch.linalg.eigh``). The default is plain PyTorch."""
-    pairs: Callable = Pairs.of
-    moments: Callable = moments
-    scatter: Callable = scatter_matrices
-    eigh: Callable = torch.linalg.eigh
-
-
-REFERENCE = MStepKernels()
-
-
 def robust_eigh(W: torch.Tensor,  # [M, D, D] symmetric
                 eigh: Callable = torch.linalg.eigh) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.linalg.eigh`` (ascending) that does not fail on the scatter matrices of ReLU tokens. Entries at
     the rounding level of the matrix's largest diagonal (``eps·max diag``) are set to zero first: they carry no
     information, and their denormal products make LAPACK's float32 solver fail to converge on matrices whose
-    dead coordinates are (nearly) all-zero rows. Should it still fail, the batch is solved in float64 (the
-    native ``eigh`` does that itself, per matrix)."""
+    dead coordinates are (nearly) all-zero rows. Should it still fail, the batch is solved in float64. A matrix
+    with a non-finite entry gets NaN eigenpairs (``torch.linalg.eigh``'s answer), which the M-step deactivates."""
     if W.numel() == 0:
         return torch.linalg.eigh(W)
     tiny = W.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(0) * torch.finfo(W.dtype).eps
@@ -129,8 +114,31 @@ def robust_eigh(W: torch.Tensor,  # [M, D, D] symmetric
         return ev.to(W.dtype), vec.to(W.dtype)
 
 
+@dataclass(frozen=True)
+class MStepKernels:
+    """The M-step's heavy parts, passed in by the caller (``mixture/`` never imports ``ops/``, which chooses the
+    backend; ``dga_fast.ops.MSTEP`` is the dispatching set): ``pairs(resp)`` an index of the significant
+    responsibilities that ``moments(x, resp, pairs)`` and ``scatter(x, resp, means, pairs)`` may share (or
+    ``None``), and ``eigh(W [M, D, D])`` with ``robust_eigh``'s contract (ascending, as ``torch.linalg.eigh``;
+    rounding-level entries zeroed first; NaN eigenpairs for a non-finite matrix). The default is plain PyTorch."""
+    pairs: Callable = Pairs.of
+    moments: Callable = moments
+    scatter: Callable = scatter_matrices
+    eigh: Callable = robust_eigh
+
+
+REFERENCE = MStepKernels()
+
+
+def top_vectors(evecs: torch.Tensor,   # [..., D, D] ascending columns (as torch.linalg.eigh)
+                dl: int) -> torch.Tensor:  # [..., D, min(D, dl)]
+    """The eigenvectors of the ``min(D, dl)`` largest eigenvalues, largest first."""
+    D = evecs.shape[-1]
+    return evecs[..., D - min(D, dl):].flip(-1)
+
+
 def subspace(evals: torch.Tensor,   # [..., D] decreasing
-             evecs: torch.Tensor,   # [..., D, D] matching columns
+             evecs: torch.Tensor,   # [..., D, ≥ min(D, dl)] matching columns (at least the leading ones)
              d: torch.Tensor,       # [...] int64 intrinsic dimensions
              dl: int):
     """The pieces of an HDDC component from its eigenpairs, padded to ``dl`` subspace columns:
@@ -189,14 +197,15 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     safe_nk = torch.where(active, nk, torch.ones_like(nk)).clamp_min(torch.finfo(dt).tiny)
     means = reducer.sum(first) / safe_nk.unsqueeze(-1)                   # [G,K,D]
     means = torch.where(active.unsqueeze(-1), means, torch.zeros_like(means))
-    W = reducer.sum(kernels.scatter(x, resp, means, pairs)) / safe_nk[..., None, None]
+    dl = max(cfg.d_max, 1)
+    W = reducer.sum(kernels.scatter(x, resp, means, pairs))[active] / safe_nk[active][:, None, None]
     W = 0.5 * (W + W.transpose(-1, -2))
+    ev, vec = kernels.eigh(W)                                           # active components only, ascending
     evals = torch.ones(G, K, D, dtype=dt, device=x.device)
-    evecs = torch.eye(D, dtype=dt, device=x.device).expand(G, K, D, D).clone()
-    ev, vec = robust_eigh(W[active], kernels.eigh)                      # active components only
-    evals[active], evecs[active] = ev, vec
-    evals = evals.flip(-1).clamp_min(floor.reshape(G, 1, 1))           # decreasing
-    evecs = evecs.flip(-1)
+    evals[active] = ev.flip(-1)
+    evals = evals.clamp_min(floor.reshape(G, 1, 1))                     # decreasing
+    evecs = torch.zeros(G, K, D, min(D, dl), dtype=dt, device=x.device)   # the leading ones (inactive: unused)
+    evecs[active] = top_vectors(vec, dl)
     # a component whose statistics are not finite (a degenerate fit) is deactivated, never propagated
     active = _finite_only(active, nk, means, evals)
     if cfg.d_select == "cattell":
@@ -205,7 +214,6 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
         d = bic_dims(evals, safe_nk, torch.full((G,), N, device=x.device), cfg.d_max, floor)
     if cfg.d_max > 0:   # cannot estimate more directions than points − 1
         d = torch.minimum(d, (safe_nk.floor().long() - 1).clamp_min(1))
-    dl = max(cfg.d_max, 1)
     mask, top, kept, Q = subspace(evals, evecs, d, dl)                   # [G,K,dl], ..., [G,K,D,dl]
     trace = evals.sum(-1)                                                # [G,K]
     df = d.to(dt)

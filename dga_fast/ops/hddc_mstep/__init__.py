@@ -4,15 +4,16 @@ EM driver, ``init_state`` and the merge step receive).
 
 Backends: the native CPU ops ``torch.ops.dga_fast.{mstep_moments, mstep_scatter, batched_eigh}``
 (``csrc/core/mstep_core.*``, ``csrc/mstep_op.cpp``: one pass over a group's rows per sum, each row meeting only
-its significant slots, double accumulators, the groups' fixed row chunks in parallel; LAPACK on slices of the
-batch in parallel) for CPU float32 / float64 tensors, else the PyTorch reference (``mixture.mstep``: a segmented
-GEMM over the significant (sample, component) pairs, ``torch.linalg.eigh``). The oracle of both is ``naive``.
+its significant slots, double accumulators, the groups' fixed row chunks in parallel; batched Jacobi for small D
+(``csrc/core/jacobi_core.*``), LAPACK beyond, on slices of the batch in parallel) for CPU float32 / float64
+tensors, else the PyTorch reference (``mixture.mstep``: a segmented GEMM over the significant (sample,
+component) pairs, ``robust_eigh``). The oracle of both is ``naive``.
 """
 from __future__ import annotations
 
 import torch
 
-from ...mixture.mstep import RESP_EPS, MStepKernels, Pairs, moments, scatter_matrices
+from ...mixture.mstep import RESP_EPS, MStepKernels, Pairs, moments, robust_eigh, scatter_matrices
 from ..registry import use_native_cpu
 
 
@@ -49,11 +50,11 @@ def mstep_scatter(x: torch.Tensor,      # [G, N, D]
 
 def batched_eigh(W: torch.Tensor  # [M, D, D] symmetric
                  ) -> tuple[torch.Tensor, torch.Tensor]:   # [M, D] ascending, [M, D, D]
-    """``torch.linalg.eigh`` of a batch of small symmetric matrices; natively on CPU, slices of the batch in
-    parallel and a matrix LAPACK fails on solved again in float64 (no other matrix's result changes)."""
-    if _native(W) and W.numel() > 0 and bool(torch.isfinite(W).all()):
+    """``mixture.mstep.robust_eigh`` of a batch of small symmetric matrices; natively on CPU (batched Jacobi for
+    small D, LAPACK beyond, slices of the batch in parallel; no matrix's result depends on the others)."""
+    if _native(W):
         return torch.ops.dga_fast.batched_eigh(W)
-    return torch.linalg.eigh(W)
+    return robust_eigh(W)
 
 
 MSTEP = MStepKernels(pairs=significant_pairs, moments=mstep_moments, scatter=mstep_scatter, eigh=batched_eigh)
