@@ -118,9 +118,10 @@ def principal_axis_test(x: torch.Tensor,       # [G, n, D] the points (this rank
     ``dga_fast.ops.axis_cem_assign``, which dispatches to the native one)."""
     G, n, D = x.shape
     K = state.K
-    idx = labels.unsqueeze(-1).expand(-1, -1, D)
     q = state.components[..., 0] if D > 1 else torch.ones_like(state.means)              # [G, K, D]
-    t = ((x - torch.gather(state.means, 1, idx)) * torch.gather(q, 1, idx)).sum(-1).to(torch.float64)
+    flat = (labels + torch.arange(G, device=x.device).unsqueeze(1) * K).reshape(-1)       # row of each point's k
+    at = lambda a: a.reshape(G * K, D).index_select(0, flat).view(G, n, D)   # noqa: E731  (a gather, 2× faster)
+    t = ((x - at(state.means)) * at(q)).sum(-1).to(torch.float64)
     n_k, s1, s2 = _class_stats(t, labels, G, K, reducer)                                  # [G, K]
     mu, v_all = _moments(n_k, s1, s2, floor.to(torch.float64).unsqueeze(-1))
     v_floor = torch.maximum(REL_VAR_FLOOR * v_all, floor.to(torch.float64).unsqueeze(-1))

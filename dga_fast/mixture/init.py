@@ -12,10 +12,12 @@ from .reduce import sum_samples
 
 
 def sq_dist(x: torch.Tensor,  # [G, N, D]
-            c: torch.Tensor   # [G, M, D]
+            c: torch.Tensor,  # [G, M, D]
+            x_sq: torch.Tensor | None = None  # [G, N, 1] ‖x‖² when the caller has it
             ) -> torch.Tensor:  # [G, N, M]
     """Squared Euclidean distances by expansion, clamped at 0 (callers pass centred data)."""
-    d = x.square().sum(-1, keepdim=True) - 2.0 * (x @ c.transpose(1, 2)) + c.square().sum(-1).unsqueeze(1)
+    x_sq = x.square().sum(-1, keepdim=True) if x_sq is None else x_sq
+    d = x_sq - 2.0 * (x @ c.transpose(1, 2)) + c.square().sum(-1).unsqueeze(1)
     return d.clamp_min_(0.0)
 
 
@@ -66,11 +68,12 @@ def kmeans_plusplus(x: torch.Tensor,  # [G, n, D]
     streams = as_streams(generator)
     first = streams.randint(N, G, 1).to(x.device)
     centers = [global_rows(x, first, offset, reducer)]
-    closest = sq_dist(x, centers[0]).squeeze(-1)                            # [G, n]
+    x_sq = x.square().sum(-1, keepdim=True)                                 # [G, n, 1]
+    closest = sq_dist(x, centers[0], x_sq).squeeze(-1)                      # [G, n]
     for _ in range(1, K):
         cand = _sample_proportional(closest.to(torch.float64), L, streams, reducer, offset)
         cand_x = global_rows(x, cand, offset, reducer)                      # [G, L, D]
-        new_closest = torch.minimum(closest.unsqueeze(-1), sq_dist(x, cand_x))   # [G, n, L]
+        new_closest = torch.minimum(closest.unsqueeze(-1), sq_dist(x, cand_x, x_sq))   # [G, n, L]
         best = reducer.sum(sum_samples(new_closest.to(torch.float64))).argmin(1)   # [G]
         centers.append(cand_x[torch.arange(G, device=x.device), best].unsqueeze(1))
         closest = new_closest[torch.arange(G, device=x.device), :, best]
