@@ -1,9 +1,12 @@
-// torch.ops.dga_fast.axis_cem_assign: one classification-EM step of the split test (core/cem_core.h) on CPU
-// tensors, the groups in parallel (at::parallel_for). Inputs as the reference's (mixture/axis_split.py,
+// torch.ops.dga_fast.{axis_cem_assign, axis_cem_iterate}: one classification-EM step of the split test, and up to
+// `iters` of them with the class parameters in between (core/cem_core.h), on CPU tensors, the groups in parallel
+// (at::parallel_for). Inputs as the reference's (mixture/axis_split.py,
 // cem_assign): float64 projections and class parameters, int64 components and classes.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 #include <ATen/Parallel.h>
+
+#include <vector>
 
 #include "core/cem_core.h"
 #include "op_checks.h"
@@ -60,11 +63,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_
   return {cls, changed, cnt, s1, s2};
 }
 
+// t [G, n], comp [G, n], cls [G, n], cnt / s1 / s2 [G, K, m], v_floor [G, K], iters
+//   -> cls [G, n], cnt, s1, s2 [G, K, m] after up to `iters` CEM steps per group (core/cem_core.h, cem_iterate)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_iterate(
+    const at::Tensor& t_in, const at::Tensor& comp_in, const at::Tensor& cls_in, const at::Tensor& cnt_in,
+    const at::Tensor& s1_in, const at::Tensor& s2_in, const at::Tensor& vf_in, int64_t iters) {
+  TORCH_CHECK_VALUE(t_in.device().is_cpu(), "t must be a CPU tensor (axis_cem_iterate), got ", t_in.device());
+  check_dtype(t_in, at::kDouble, "t");
+  TORCH_CHECK_VALUE(t_in.dim() == 2, "t must be [G, n], got ", t_in.sizes());
+  TORCH_CHECK_VALUE(cnt_in.dim() == 3 && cnt_in.size(2) >= 1, "cnt must be [G, K, m] with m >= 1, got ",
+                    cnt_in.sizes());
+  TORCH_CHECK_VALUE(iters >= 0, "iters must be >= 0, got ", iters);
+  const int64_t G = t_in.size(0), n = t_in.size(1), K = cnt_in.size(1), m = cnt_in.size(2);
+  const std::pair<const at::Tensor*, const char*> idx[] = {{&comp_in, "comp"}, {&cls_in, "cls"}};
+  for (const auto& [x, name] : idx) {
+    check_same_device(*x, name, t_in, "t");
+    check_dtype(*x, at::kLong, name);
+    check_sizes(*x, {G, n}, name, "[G, n]");
+  }
+  const std::pair<const at::Tensor*, const char*> par[] = {{&cnt_in, "cnt"}, {&s1_in, "s1"}, {&s2_in, "s2"}};
+  for (const auto& [x, name] : par) {
+    check_same_device(*x, name, t_in, "t");
+    check_dtype(*x, at::kDouble, name);
+    check_sizes(*x, {G, K, m}, name, "[G, K, m]");
+  }
+  check_same_device(vf_in, "v_floor", t_in, "t");
+  check_dtype(vf_in, at::kDouble, "v_floor");
+  check_sizes(vf_in, {G, K}, "v_floor", "[G, K]");
+  auto t = t_in.contiguous(), comp = comp_in.contiguous(), vf = vf_in.contiguous();
+  TORCH_CHECK_VALUE(comp.numel() == 0 || (comp.min().item<int64_t>() >= 0 && comp.max().item<int64_t>() < K),
+                    "comp must lie in [0, K = ", K, ")");
+  auto cls = cls_in.contiguous().clone(), cnt = cnt_in.contiguous().clone();
+  auto s1 = s1_in.contiguous().clone(), s2 = s2_in.contiguous().clone();
+  at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
+    std::vector<double> scratch(static_cast<size_t>(5 * K * m + K));
+    std::vector<int64_t> next(static_cast<size_t>(n));
+    for (int64_t g = b; g < e; ++g) {
+      const int64_t rows = g * n, par_off = g * K * m;
+      dga_core::cem_iterate(t.data_ptr<double>() + rows, comp.data_ptr<int64_t>() + rows, n, K, m,
+                            vf.data_ptr<double>() + g * K, static_cast<int>(iters), cls.data_ptr<int64_t>() + rows,
+                            cnt.data_ptr<double>() + par_off, s1.data_ptr<double>() + par_off,
+                            s2.data_ptr<double>() + par_off, scratch.data(), next.data());
+    }
+  });
+  return {cls, cnt, s1, s2};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
   m.def("axis_cem_assign(Tensor t, Tensor comp, Tensor prev, Tensor base, Tensor mean, Tensor var) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("axis_cem_iterate(Tensor t, Tensor comp, Tensor cls, Tensor cnt, Tensor s1, Tensor s2, Tensor v_floor, "
+        "int iters) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(dga_fast, CPU, m) { m.impl("axis_cem_assign", &axis_cem_assign); }
+TORCH_LIBRARY_IMPL(dga_fast, CPU, m) {
+  m.impl("axis_cem_assign", &axis_cem_assign);
+  m.impl("axis_cem_iterate", &axis_cem_iterate);
+}

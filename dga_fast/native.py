@@ -1,7 +1,7 @@
 """The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
 of spread / split / filter and the fused HDDC E-step on CPU, registered as
 ``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native, group_moments, mstep_moments,
-mstep_scatter, batched_eigh, axis_cem_assign, kmeans_assign}``,
+mstep_scatter, batched_eigh, axis_cem_assign, axis_cem_iterate, kmeans_assign}``,
 with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
 absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
 missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
@@ -107,6 +107,11 @@ def _register_fakes():
         G, n = t.shape
         return (comp.new_empty(G, n), comp.new_empty(G), base.new_empty(base.shape), base.new_empty(base.shape),
                 base.new_empty(base.shape))
+
+    @torch.library.register_fake("dga_fast::axis_cem_iterate")
+    def _cem_iterate_fake(t, comp, cls, cnt, s1, s2, v_floor, iters):
+        _same_device(t=t, comp=comp, cls=cls, cnt=cnt, s1=s1, s2=s2, v_floor=v_floor)
+        return cls.new_empty(cls.shape), cnt.new_empty(cnt.shape), s1.new_empty(s1.shape), s2.new_empty(s2.shape)
 
     @torch.library.register_fake("dga_fast::kmeans_assign")
     def _kmeans_fake(x, centers):

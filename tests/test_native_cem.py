@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from dga_fast import native, ops
-from dga_fast.mixture.axis_split import cem_assign, principal_axis_test
+from dga_fast.mixture.axis_split import _class_stats, cem_assign, cem_iterate, principal_axis_test
 from dga_fast.ops.axis_cem import naive
 from helpers import random_state
 
@@ -44,6 +44,48 @@ def test_cem_step_matches_the_oracle(G, n, K, m, scale, ties, seed):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * max(1.0, top), msg=name)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st_.integers(1, 3), st_.sampled_from([0, 1, 2, 37, 200]), st_.integers(1, 5), st_.sampled_from([1, 2, 3, 8]),
+       st_.sampled_from([1e-4, 1.0, 1e4]), st_.booleans(), st_.integers(0, 12), st_.integers(0, 2**16))
+def test_cem_loop_matches_the_reference_loop(G, n, K, m, scale, ties, iters, seed):
+    """The native loop (per-group stop) against the reference loop of reference steps (global stop): the same
+    classes, the same statistics up to rounding (the class parameters between steps are computed in C++)."""
+    t, comp, prev, *_ = _inputs(G, n, K, m, scale, seed, ties)
+    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + prev, G, K * m, _local()))
+    v_floor = (1e-4 * scale ** 2) * torch.ones(G, K, dtype=torch.float64)
+    want = cem_iterate(t, comp, prev, cnt, s1, s2, v_floor, iters)
+    got = torch.ops.dga_fast.axis_cem_iterate(t, comp, prev, cnt, s1, s2, v_floor, iters)
+    assert torch.equal(got[0], want[0])
+    for a, b in zip(got[1:], want[1:]):
+        top = float(b.abs().max()) if b.numel() else 0.0
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * max(1.0, top))
+    assert torch.equal(prev, _inputs(G, n, K, m, scale, seed, ties)[2])     # the inputs are not modified
+
+
+def _local():
+    from dga_fast.distributed import LOCAL
+    return LOCAL
+
+
+def test_cem_loop_rejects_bad_input():
+    t, comp, prev, base, *_ = _inputs(2, 5, 3, 2, 1.0, 0, False)
+    cnt = torch.zeros(2, 3, 2, dtype=torch.float64)
+    vf = torch.ones(2, 3, dtype=torch.float64)
+    op = torch.ops.dga_fast.axis_cem_iterate
+    with pytest.raises(TypeError, match="cls must be Long"):
+        op(t, comp, prev.int(), cnt, cnt, cnt, vf, 3)
+    with pytest.raises(ValueError, match="s2 must be \\[G, K, m\\]"):
+        op(t, comp, prev, cnt, cnt, cnt[:, :2], vf, 3)
+    with pytest.raises(ValueError, match="v_floor must be \\[G, K\\]"):
+        op(t, comp, prev, cnt, cnt, cnt, vf[:, :1], 3)
+    with pytest.raises(ValueError, match="iters must be >= 0"):
+        op(t, comp, prev, cnt, cnt, cnt, vf, -1)
+    with pytest.raises(ValueError, match="comp must lie in"):
+        op(t, comp + 3, prev, cnt, cnt, cnt, vf, 3)
+    out = op(*(a.to("meta") for a in (t, comp, prev, cnt, cnt, cnt, vf)), 3)   # the fake
+    assert out[0].shape == (2, 5) and out[1].shape == out[3].shape == (2, 3, 2)
+
+
 def test_cem_step_rejects_bad_input():
     t, comp, prev, base, mean, var = _inputs(2, 5, 3, 2, 1.0, 0, False)
     op = torch.ops.dga_fast.axis_cem_assign
@@ -70,12 +112,15 @@ def test_split_test_is_the_same_on_both_paths(set_backend, monkeypatch):
     labels = torch.randint(0, 4, (3, 400), generator=g)
     floor = torch.full((3,), 1e-6, dtype=torch.float64)
     called = []
-    real = torch.ops.dga_fast.axis_cem_assign
+    real, real_loop = torch.ops.dga_fast.axis_cem_assign, torch.ops.dga_fast.axis_cem_iterate
     set_backend("reference")
-    ref = principal_axis_test(x, labels, st, 400, floor, assign=ops.axis_cem_assign)
+    ref = principal_axis_test(x, labels, st, 400, floor, assign=ops.axis_cem_assign, iterate=ops.axis_cem_iterate)
     set_backend("auto")
-    monkeypatch.setattr(torch.ops.dga_fast, "axis_cem_assign", lambda *a: called.append(1) or real(*a))
-    nat = principal_axis_test(x, labels, st, 400, floor, assign=ops.axis_cem_assign)
-    assert called
-    for a, b in ((nat.gain, ref.gain), (nat.smaller, ref.smaller), (nat.offsets, ref.offsets)):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(torch.ops.dga_fast, "axis_cem_assign", lambda *a: called.append("step") or real(*a))
+    monkeypatch.setattr(torch.ops.dga_fast, "axis_cem_iterate", lambda *a: called.append("loop") or real_loop(*a))
+    for kw in ({"assign": ops.axis_cem_assign}, {"assign": ops.axis_cem_assign, "iterate": ops.axis_cem_iterate}):
+        called.clear()
+        nat = principal_axis_test(x, labels, st, 400, floor, **kw)
+        assert set(called) == ({"loop"} if "iterate" in kw else {"step"})
+        for a, b in ((nat.gain, ref.gain), (nat.smaller, ref.smaller), (nat.offsets, ref.offsets)):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

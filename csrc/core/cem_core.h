@@ -8,6 +8,7 @@
 // reference's order, so (compiled without contraction, the default of ISO C++) the classes equal the reference's.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -47,6 +48,46 @@ inline int64_t cem_assign(const double* t, const int64_t* comp, const int64_t* p
     s2[key] += t[i] * t[i];
   }
   return changed;
+}
+
+// Up to `iters` CEM steps of one group from the partition cls [n] whose statistics are cnt, s1, s2 [K, m] (updated
+// in place, as cls): before each step the class means s1 / max(cnt, 1), the pooled variance per component
+// max(Σ_s max(s2 − (cnt·mean)·mean, 0) / max(Σ_s cnt, 1), v_floor[k]) and the log weights
+// log(max(cnt, 1) / max(Σ_s cnt, 1)) (−inf for an empty class), as dga_fast/mixture/axis_split.py; stops after a
+// step that changed no class (a fixed point: more steps would change nothing). scratch: 5·K·m + K doubles and n
+// int64 (cls_next). Returns the number of steps taken.
+inline int cem_iterate(const double* t, const int64_t* comp, int64_t n, int64_t K, int64_t m, const double* v_floor,
+                       int iters, int64_t* cls, double* cnt, double* s1, double* s2, double* scratch,
+                       int64_t* cls_next) {
+  const int64_t Km = K * m;
+  double* base = scratch;
+  double* mean = base + Km;
+  double* c2 = mean + Km;
+  double* a1 = c2 + Km;
+  double* a2 = a1 + Km;
+  double* var = a2 + Km;
+  int steps = 0;
+  while (steps < iters) {
+    for (int64_t k = 0; k < K; ++k) {
+      double within = 0.0, total = 0.0;
+      for (int64_t s = 0; s < m; ++s) total += cnt[k * m + s];
+      for (int64_t s = 0; s < m; ++s) {
+        const int64_t i = k * m + s;
+        const double c = cnt[i];
+        mean[i] = s1[i] / std::max(c, 1.0);
+        within += std::max(s2[i] - c * mean[i] * mean[i], 0.0);
+        base[i] = c > 0 ? std::log(std::max(c, 1.0) / std::max(total, 1.0)) : -INFINITY;
+      }
+      var[k] = std::max(within / std::max(total, 1.0), v_floor[k]);
+    }
+    for (int64_t i = 0; i < Km; ++i) c2[i] = a1[i] = a2[i] = 0.0;
+    const int64_t changed = cem_assign(t, comp, cls, n, m, base, mean, var, cls_next, c2, a1, a2);
+    ++steps;
+    for (int64_t i = 0; i < n; ++i) cls[i] = cls_next[i];
+    for (int64_t i = 0; i < Km; ++i) cnt[i] = c2[i], s1[i] = a1[i], s2[i] = a2[i];
+    if (changed == 0) break;
+  }
+  return steps;
 }
 
 }  // namespace dga_core

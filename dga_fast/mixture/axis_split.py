@@ -20,6 +20,7 @@ along the line through its means, so split and merge agree on what two Gaussians
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -80,15 +81,17 @@ def cem_assign(t: torch.Tensor,      # [G, n] float64 projections
     return cls, (cls != prev).sum(1), cnt, s1, s2
 
 
-def _cem(t, comp, K, m, mu, sd, v_floor, iters, reducer, assign=cem_assign):
-    """``m``-class CEM (shared variance) of ``t [G, n]`` within every component ``comp [G, n]``; returns per
-    component and class the counts and means ``[G, K, m]`` and the pooled variance ``[G, K]``. ``assign``: the
-    CEM step (``cem_assign`` or the native one)."""
-    G = t.shape[0]
-    half = math.sqrt(3.0) * sd                                                            # [G, K]
-    width = (2.0 * half / m).clamp_min(1e-300)
-    cls = ((t - torch.gather(mu - half, 1, comp)) / torch.gather(width, 1, comp)).floor().clamp(0, m - 1).long()
-    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + cls, G, K * m, reducer))
+def cem_iterate(t: torch.Tensor,        # [G, n] float64 projections
+                comp: torch.Tensor,     # [G, n] int64 component of every point
+                cls: torch.Tensor,      # [G, n] int64 starting classes
+                cnt: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor,   # [G, K, m] their statistics (all ranks')
+                v_floor: torch.Tensor,  # [G, K] floor of the pooled variances
+                iters: int, *, reducer: Reducer = LOCAL,
+                assign=cem_assign) -> tuple[torch.Tensor, ...]:   # cls [G, n], cnt, s1, s2 [G, K, m]
+    """Up to ``iters`` CEM steps (``assign``) from the partition ``cls``, the class parameters recomputed from the
+    statistics before each; stops after a step that moved no point on any rank (the reference of
+    ``torch.ops.dga_fast.axis_cem_iterate``, which stops per group: a group that moved nothing is at a fixed point,
+    so both give the same result)."""
     for _ in range(iters):
         mean, var = _pooled(cnt, s1, s2, v_floor)
         base = torch.log(cnt.clamp_min(1.0) / cnt.sum(-1, keepdim=True).clamp_min(1.0))
@@ -97,6 +100,19 @@ def _cem(t, comp, K, m, mu, sd, v_floor, iters, reducer, assign=cem_assign):
         cnt, s1, s2 = reducer.sum(cnt), reducer.sum(s1), reducer.sum(s2)
         if reducer.sum_int(int(changed.sum())) == 0:
             break
+    return cls, cnt, s1, s2
+
+
+def _cem(t, comp, K, m, mu, sd, v_floor, iters, reducer, iterate):
+    """``m``-class CEM (shared variance) of ``t [G, n]`` within every component ``comp [G, n]``; returns per
+    component and class the counts and means ``[G, K, m]`` and the pooled variance ``[G, K]``. ``iterate``: the
+    CEM iterations (``cem_iterate`` with this ``reducer``, or a single-process native loop)."""
+    G = t.shape[0]
+    half = math.sqrt(3.0) * sd                                                            # [G, K]
+    width = (2.0 * half / m).clamp_min(1e-300)
+    cls = ((t - torch.gather(mu - half, 1, comp)) / torch.gather(width, 1, comp)).floor().clamp(0, m - 1).long()
+    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + cls, G, K * m, reducer))
+    _, cnt, s1, s2 = iterate(t, comp, cls, cnt, s1, s2, v_floor.expand(G, K).contiguous(), iters)
     mean, var = _pooled(cnt, s1, s2, v_floor)
     return cnt, mean, var
 
@@ -113,9 +129,13 @@ def principal_axis_test(x: torch.Tensor,       # [G, n, D] the points (this rank
                         n_total: int,          # samples of every group (all ranks), for the BIC penalty
                         floor: torch.Tensor,   # [G] variance floor
                         *, classes=(2, 8), iters: int = 10, reducer: Reducer = LOCAL,
-                        assign=cem_assign) -> AxisTest:
+                        assign=cem_assign, iterate=None) -> AxisTest:
     """The test of every active component (module docstring); ``assign``: the CEM step (``cem_assign``, or
-    ``dga_fast.ops.axis_cem_assign``, which dispatches to the native one)."""
+    ``dga_fast.ops.axis_cem_assign``, which dispatches to the native one); ``iterate``: the whole CEM loop of a
+    single process (``dga_fast.ops.axis_cem_iterate``; default, and always with several ranks: ``cem_iterate``
+    over ``assign`` and ``reducer``)."""
+    if iterate is None or reducer.world > 1:
+        iterate = functools.partial(cem_iterate, reducer=reducer, assign=assign)
     G, n, D = x.shape
     K = state.K
     q = state.components[..., 0] if D > 1 else torch.ones_like(state.means)              # [G, K, D]
@@ -130,7 +150,7 @@ def principal_axis_test(x: torch.Tensor,       # [G, n, D] the points (this rank
     gain = torch.full_like(ll_one, float("-inf"))
     smaller = offsets = None
     for m in sorted(set(int(c) for c in classes) | {2}):
-        cnt, mean, var = _cem(t, labels, K, m, mu, v_all.sqrt(), v_floor, iters, reducer, assign)
+        cnt, mean, var = _cem(t, labels, K, m, mu, v_all.sqrt(), v_floor, iters, reducer, iterate)
         g_m = 2.0 * (_class_loglik(cnt, var) - ll_one) - EXTRA_PARAMS * (m - 1) * log_n
         gain = torch.maximum(gain, torch.where((cnt > 0).sum(-1) >= 2, g_m, torch.full_like(g_m, float("-inf"))))
         if m == 2:

@@ -22,7 +22,7 @@ imported; slow, for tests). float64 inputs never take a Triton kernel: they comp
 from __future__ import annotations
 
 from .anchor_shift import anchor_assign, anchor_log_resp, anchor_shift
-from .axis_cem import axis_cem_assign
+from .axis_cem import axis_cem_assign, axis_cem_iterate
 from .group_moments import group_moments
 from .hddc_estep import hddc_estep
 from .hddc_mstep import MSTEP, batched_eigh, mstep_moments, mstep_scatter
@@ -31,7 +31,7 @@ from .plans import filter_components, mixture_spread, split_components
 from .registry import BACKENDS, backend, triton_available, use_backend
 from .skip_block import skip_dropout_concat_norm_silu
 
-__all__ = ["BACKENDS", "MSTEP", "anchor_assign", "anchor_log_resp", "anchor_shift", "axis_cem_assign", "backend",
+__all__ = ["BACKENDS", "MSTEP", "anchor_assign", "anchor_log_resp", "anchor_shift", "axis_cem_assign", "axis_cem_iterate", "backend",
            "batched_eigh", "filter_components", "group_moments", "hddc_estep", "kmeans_assign", "mixture_spread", "mstep_moments",
            "mstep_scatter", "skip_dropout_concat_norm_silu", "split_components", "triton_available",
            "use_backend"]
