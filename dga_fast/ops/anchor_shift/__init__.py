@@ -31,17 +31,22 @@ def anchor_shift(c: torch.Tensor,      # [B, U, Dc]
 def anchor_assign(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
                   scale: torch.Tensor) -> torch.Tensor:
     """Most responsible component ``[B, U]`` of every token."""
-    if _fused_estep(c):
-        return anchor_log_resp(c, state, shift, scale).argmax(-1)
+    if _fused_estep(c):   # slots past the last active one are −inf everywhere: never the first largest
+        return _fused_log_resp(c, state.resize(state.used_slots()), shift, scale).argmax(-1).transpose(0, 1)
     return reference.anchor_assign(c, state, shift, scale)
 
 
 def anchor_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
                     scale: torch.Tensor) -> torch.Tensor:
     """Log-responsibilities ``[B, U, K]`` of tokens ``[B, U, Dc]`` under their unit mixtures."""
-    if _fused_estep(c):   # the fused E-step (Triton or native) on the normalised tokens
-        with torch.no_grad():
-            x = reference.normalise_tokens(c.detach(), shift, scale).contiguous()
-            log_resp, _ = hddc_estep(x, state)
-        return log_resp.transpose(0, 1)
+    if _fused_estep(c):
+        return _fused_log_resp(c, state, shift, scale).transpose(0, 1)
     return reference.anchor_log_resp(c, state, shift, scale)
+
+
+def _fused_log_resp(c: torch.Tensor, state: MixtureState, shift: torch.Tensor,
+                    scale: torch.Tensor) -> torch.Tensor:   # [U, B, K]
+    """The fused E-step (Triton or native) on the normalised tokens (contiguous ``[U, B, Dc]``), no gradient."""
+    with torch.no_grad():
+        log_resp, _ = hddc_estep(reference.normalise_tokens(c.detach(), shift, scale), state)
+    return log_resp
