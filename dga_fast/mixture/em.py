@@ -51,16 +51,17 @@ def fit_em(x: torch.Tensor,       # [G, N, D] compute dtype, centred/scaled per 
     ll_prev = ll_out.clone()
     n_iter = torch.zeros(G, dtype=torch.int64, device=x.device)
     converged = torch.zeros(G, dtype=torch.bool, device=x.device)
-    log_resp_out = None
+    log_resp_out = torch.empty(0)
     todo = torch.arange(G, device=x.device)
     for it in range(max_iter + 1):
         full = todo.numel() == G
         xs = x if full else x[todo]
         sub = state if full else state.index_groups(todo)
         log_resp, ll = estep(xs, sub)
-        if log_resp_out is None or log_resp_out.shape[-1] != log_resp.shape[-1]:
-            log_resp_out = torch.empty(G, N, log_resp.shape[-1], dtype=log_resp.dtype, device=x.device)
-        log_resp_out[todo] = log_resp
+        if full:   # the first pass has every group: its tensor (no copy); later passes write their groups into it
+            log_resp_out = log_resp
+        else:
+            log_resp_out[todo] = log_resp
         LL = reducer.sum(sum_samples(ll.to(torch.float64))) / n_total
         ll_out[todo] = LL
         prev = ll_prev[todo]
