@@ -124,35 +124,36 @@ at::Tensor zero_rounding_level(const at::Tensor& W) {
 }
 
 // LAPACK on matrix m of Wz (zeroed as above) alone, again in float64 should it fail to converge (per matrix, so
-// that no other matrix's result changes; still failing: raised); a non-finite matrix gets NaN eigenpairs
+// that no other matrix's result changes; still failing: raised); a non-finite matrix gets NaN eigenpairs. evecs
+// [*, D, top] receives the last `top` columns.
 void lapack_one(const at::Tensor& Wz, at::Tensor& evals, at::Tensor& evecs, int64_t m) {
   auto Wm = Wz.narrow(0, m, 1);
+  const int64_t D = Wz.size(1), top = evecs.size(2);
   if (!at::isfinite(Wm).all().item<bool>()) {
     evals.narrow(0, m, 1).fill_(std::numeric_limits<double>::quiet_NaN());
     evecs.narrow(0, m, 1).fill_(std::numeric_limits<double>::quiet_NaN());
     return;
   }
+  at::Tensor ev, vec;
   try {
-    auto [ev, vec] = at::linalg_eigh(Wm);
-    evals.narrow(0, m, 1).copy_(ev);
-    evecs.narrow(0, m, 1).copy_(vec);
+    std::tie(ev, vec) = at::linalg_eigh(Wm);
   } catch (const c10::LinAlgError&) {
-    auto [ev, vec] = at::linalg_eigh(Wm.to(at::kDouble));
-    evals.narrow(0, m, 1).copy_(ev);
-    evecs.narrow(0, m, 1).copy_(vec);
+    std::tie(ev, vec) = at::linalg_eigh(Wm.to(at::kDouble));
   }
+  evals.narrow(0, m, 1).copy_(ev);
+  evecs.narrow(0, m, 1).copy_(vec.narrow(2, D - top, top));
 }
 
 // eigh of one slice of the batch: batched Jacobi (core/jacobi_core.h) where it is the faster (jacobi_preferred), a
 // matrix it does not converge on by LAPACK; else LAPACK, the slice at once when aligned_in_batch and finite, else
 // matrix by matrix
 void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64_t b, int64_t e) {
-  const int64_t D = W.size(1);
+  const int64_t D = W.size(1), top = evecs.size(2);
   if (dga_core::jacobi_preferred(D, W.scalar_type() == at::kDouble)) {
     std::vector<uint8_t> ok(static_cast<size_t>(e - b));
     AT_DISPATCH_FLOATING_TYPES(W.scalar_type(), "batched_eigh", [&] {
-      dga_core::jacobi_eigh(W.data_ptr<scalar_t>() + b * D * D, e - b, D, evals.data_ptr<scalar_t>() + b * D,
-                            evecs.data_ptr<scalar_t>() + b * D * D, ok.data());
+      dga_core::jacobi_eigh(W.data_ptr<scalar_t>() + b * D * D, e - b, D, top, evals.data_ptr<scalar_t>() + b * D,
+                            evecs.data_ptr<scalar_t>() + b * D * top, ok.data());
     });
     for (int64_t m = b; m < e; ++m)
       if (!ok[static_cast<size_t>(m - b)]) lapack_one(zero_rounding_level(W), evals, evecs, m);
@@ -164,7 +165,7 @@ void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
     try {
       auto [ev, vec] = at::linalg_eigh(Wz);
       ev_s.copy_(ev);
-      vec_s.copy_(vec);
+      vec_s.copy_(vec.narrow(2, D - top, top));
       return;
     } catch (const c10::LinAlgError&) {
     }
@@ -172,16 +173,18 @@ void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
   for (int64_t m = 0; m < e - b; ++m) lapack_one(Wz, ev_s, vec_s, m);
 }
 
-// W [M, D, D] symmetric (its lower triangle is read) -> eigenvalues [M, D] ascending, eigenvectors [M, D, D]
-// (robust_eigh's contract: rounding-level entries zeroed first; a non-finite matrix gets NaN eigenpairs)
-std::tuple<at::Tensor, at::Tensor> batched_eigh(const at::Tensor& W_in) {
+// W [M, D, D] symmetric (its lower triangle is read) -> eigenvalues [M, D] ascending, eigenvectors [M, D, top]
+// of the `top` largest, ascending (top <= 0 or > D: all D, as torch.linalg.eigh), with robust_eigh's contract:
+// rounding-level entries zeroed first; a non-finite matrix gets NaN eigenpairs
+std::tuple<at::Tensor, at::Tensor> batched_eigh(const at::Tensor& W_in, int64_t top) {
   TORCH_CHECK_VALUE(W_in.device().is_cpu(), "W must be a CPU tensor (batched_eigh), got ", W_in.device());
   TORCH_CHECK_TYPE(W_in.scalar_type() == at::kFloat || W_in.scalar_type() == at::kDouble,
                    "W must be float32 or float64, got ", W_in.scalar_type());
   TORCH_CHECK_VALUE(W_in.dim() == 3 && W_in.size(1) == W_in.size(2), "W must be [M, D, D], got ", W_in.sizes());
   auto W = W_in.contiguous();
   const int64_t M = W.size(0), D = W.size(1);
-  auto evals = at::empty({M, D}, W.options()), evecs = at::empty({M, D, D}, W.options());
+  top = top <= 0 || top > D ? D : top;
+  auto evals = at::empty({M, D}, W.options()), evecs = at::empty({M, D, top}, W.options());
   if (M == 0) return {evals, evecs};
   // one slice per thread: LAPACK runs single-threaded inside the parallel region
   const int64_t grain = std::max<int64_t>(1, (M + at::get_num_threads() - 1) / at::get_num_threads());
@@ -194,7 +197,7 @@ std::tuple<at::Tensor, at::Tensor> batched_eigh(const at::Tensor& W_in) {
 TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
   m.def("mstep_moments(Tensor x, Tensor resp, float eps) -> (Tensor, Tensor)");
   m.def("mstep_scatter(Tensor x, Tensor resp, Tensor means, float eps) -> Tensor");
-  m.def("batched_eigh(Tensor W) -> (Tensor, Tensor)");
+  m.def("batched_eigh(Tensor W, int top=0) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(dga_fast, CPU, m) {

@@ -98,8 +98,9 @@ def _register_fakes():
         return x.new_empty(G, resp.shape[2], D, D)
 
     @torch.library.register_fake("dga_fast::batched_eigh")
-    def _eigh_fake(W):
-        return W.new_empty(W.shape[:2]), W.new_empty(W.shape)
+    def _eigh_fake(W, top=0):
+        D = W.shape[-1]
+        return W.new_empty(W.shape[:2]), W.new_empty(W.shape[0], D, D if top <= 0 or top > D else top)
 
     @torch.library.register_fake("dga_fast::axis_cem_assign")
     def _cem_fake(t, comp, prev, base, mean, var):

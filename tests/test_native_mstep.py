@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from dga_fast import native, ops
-from dga_fast.mixture.mstep import RESP_EPS, MStepConfig, m_step, moments, scatter_matrices
+from dga_fast.mixture.mstep import RESP_EPS, MStepConfig, m_step, moments, robust_eigh, scatter_matrices
 from dga_fast.ops.hddc_mstep import naive
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="dga_fast._C not built (DGA_FAST_NO_EXT=1)")
@@ -96,6 +96,15 @@ def test_batched_eigh_matches_linalg_eigh(M, D, dtype, scale, seed):
     eye = torch.eye(D, dtype=dtype).expand(M, D, D)
     torch.testing.assert_close(vec.mT @ vec, eye, rtol=0, atol=50 * tol)                     # orthonormal
     torch.testing.assert_close(vec @ torch.diag_embed(ev) @ vec.mT, W, rtol=0, atol=50 * tol * top)
+    # only the eigenvectors of the `top` largest eigenvalues (Jacobi rebuilds them from its rotations): the same
+    # eigenvalues, the full call's last columns up to rounding; the reference (robust_eigh) slices the same way
+    for k in sorted({1, max(D - 1, 1)}):
+        ev_k, vec_k = torch.ops.dga_fast.batched_eigh(W, k)
+        assert vec_k.shape == (M, D, k) and torch.equal(ev_k, ev)
+        torch.testing.assert_close(vec_k, vec[..., D - k:], rtol=0, atol=50 * tol)
+        r_ev_k, r_vec_k = robust_eigh(W, top=k)
+        assert r_vec_k.shape == (M, D, k)
+        torch.testing.assert_close(W @ r_vec_k, r_vec_k * r_ev_k[:, None, D - k:], rtol=0, atol=50 * tol * top)
     # a matrix's result does not depend on the batch (torch.linalg.eigh's can, for odd D; Jacobi's lanes are matrices)
     for m in range(min(M, 3)):
         e1, v1 = torch.ops.dga_fast.batched_eigh(W[m:m + 1].contiguous())

@@ -23,11 +23,14 @@ constexpr int kJacobiMaxSweeps = 40;      // far above the ~6–10 sweeps a 32 �
 // float32 D = 16: 5.2 vs 13.8, D = 32: 34 vs 50, D = 48: 103 vs 101; float64 D = 24: 32 vs 38, D = 32: 73 vs 68.
 inline bool jacobi_preferred(int64_t D, bool is_double) { return D <= (is_double ? 24 : 40); }
 
-// W [M, D, D] (lower triangle read), evals [M, D] ascending, evecs [M, D, D] (column j for eigenvalue j).
-// converged [M]: 1, or 0 for a matrix still rotating after kJacobiMaxSweeps (its outputs are then the last
-// iterate; the caller solves it another way). A matrix with a non-finite entry gets NaN eigenpairs (as
-// torch.linalg.eigh), never an exception.
-void jacobi_eigh(const float* W, int64_t M, int64_t D, float* evals, float* evecs, uint8_t* converged);
-void jacobi_eigh(const double* W, int64_t M, int64_t D, double* evals, double* evecs, uint8_t* converged);
+// W [M, D, D] (lower triangle read), evals [M, D] ascending, evecs [M, D, top] the eigenvectors of the `top`
+// largest eigenvalues, ascending (column o for eigenvalue D − top + o; top <= 0 or > D: all, [M, D, D]). With
+// top < D the rotations are logged and only the wanted eigenvectors rebuilt from them (the HDDC M-step needs the
+// d_max leading ones). converged [M]: 1, or 0 for a matrix still rotating after kJacobiMaxSweeps (its outputs
+// are then the last iterate; the caller solves it another way). A matrix with a non-finite entry gets NaN
+// eigenpairs (as torch.linalg.eigh), never an exception.
+void jacobi_eigh(const float* W, int64_t M, int64_t D, int64_t top, float* evals, float* evecs, uint8_t* converged);
+void jacobi_eigh(const double* W, int64_t M, int64_t D, int64_t top, double* evals, double* evecs,
+                 uint8_t* converged);
 
 }  // namespace dga_core

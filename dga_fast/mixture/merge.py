@@ -127,7 +127,7 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
     dlt = mus - mu_b
     cov_m = (a_w.unsqueeze(-1) * cov + b_w.unsqueeze(-1) * cov_b
              + (a_w * b_w).unsqueeze(-1) * dlt.unsqueeze(-1) * dlt.unsqueeze(-2))
-    ev, vec = eigh(cov_m[accept])                                        # only the merged slots are solved
+    ev, vec = eigh(cov_m[accept], top=min(D, st.dmax))                   # only the merged slots are solved
     evals = torch.ones(G, K, D, dtype=cov_m.dtype, device=dev)
     evals[accept] = ev.flip(-1)
     fl2 = floor.to(torch.float64).reshape(G, 1, 1)

@@ -97,21 +97,27 @@ def scatter_matrices(x: torch.Tensor,      # [G, N, D]
 
 
 def robust_eigh(W: torch.Tensor,  # [M, D, D] symmetric
-                eigh: Callable = torch.linalg.eigh) -> tuple[torch.Tensor, torch.Tensor]:
+                eigh: Callable = torch.linalg.eigh, *,
+                top: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:   # [M, D], [M, D, top or D]
     """``torch.linalg.eigh`` (ascending) that does not fail on the scatter matrices of ReLU tokens. Entries at
     the rounding level of the matrix's largest diagonal (``eps·max diag``) are set to zero first: they carry no
     information, and their denormal products make LAPACK's float32 solver fail to converge on matrices whose
     dead coordinates are (nearly) all-zero rows. Should it still fail, the batch is solved in float64. A matrix
-    with a non-finite entry gets NaN eigenpairs (``torch.linalg.eigh``'s answer), which the M-step deactivates."""
+    with a non-finite entry gets NaN eigenpairs (``torch.linalg.eigh``'s answer), which the M-step deactivates.
+    ``top``: only the eigenvectors of the ``top`` largest eigenvalues (the last ``top`` columns)."""
+    D = W.shape[-1]
+    keep = D if top is None or top <= 0 or top > D else int(top)
     if W.numel() == 0:
-        return torch.linalg.eigh(W)
+        ev, vec = torch.linalg.eigh(W)
+        return ev, vec[..., D - keep:]
     tiny = W.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(0) * torch.finfo(W.dtype).eps
     W = torch.where(W.abs() <= tiny[:, None, None], torch.zeros_like(W), W)
     try:
-        return eigh(W)
+        ev, vec = eigh(W)
     except torch.linalg.LinAlgError:
         ev, vec = torch.linalg.eigh(W.to(torch.float64))
-        return ev.to(W.dtype), vec.to(W.dtype)
+        ev, vec = ev.to(W.dtype), vec.to(W.dtype)
+    return ev, vec[..., D - keep:]
 
 
 @dataclass(frozen=True)
@@ -119,8 +125,9 @@ class MStepKernels:
     """The M-step's heavy parts, passed in by the caller (``mixture/`` never imports ``ops/``, which chooses the
     backend; ``dga_fast.ops.MSTEP`` is the dispatching set): ``pairs(resp)`` an index of the significant
     responsibilities that ``moments(x, resp, pairs)`` and ``scatter(x, resp, means, pairs)`` may share (or
-    ``None``), and ``eigh(W [M, D, D])`` with ``robust_eigh``'s contract (ascending, as ``torch.linalg.eigh``;
-    rounding-level entries zeroed first; NaN eigenpairs for a non-finite matrix). The default is plain PyTorch."""
+    ``None``), and ``eigh(W [M, D, D], top=)`` with ``robust_eigh``'s contract (ascending, as ``torch.linalg.eigh``;
+    rounding-level entries zeroed first; NaN eigenpairs for a non-finite matrix; ``top``: only the eigenvectors of
+    the ``top`` largest eigenvalues). The default is plain PyTorch."""
     pairs: Callable = Pairs.of
     moments: Callable = moments
     scatter: Callable = scatter_matrices
@@ -130,11 +137,11 @@ class MStepKernels:
 REFERENCE = MStepKernels()
 
 
-def top_vectors(evecs: torch.Tensor,   # [..., D, D] ascending columns (as torch.linalg.eigh)
+def top_vectors(evecs: torch.Tensor,   # [..., D, ≥ min(D, dl)] the last columns of ascending eigenvectors
                 dl: int) -> torch.Tensor:  # [..., D, min(D, dl)]
     """The eigenvectors of the ``min(D, dl)`` largest eigenvalues, largest first."""
-    D = evecs.shape[-1]
-    return evecs[..., D - min(D, dl):].flip(-1)
+    D, n = evecs.shape[-2:]
+    return evecs[..., n - min(D, dl):].flip(-1)
 
 
 def subspace(evals: torch.Tensor,   # [..., D] decreasing
@@ -200,7 +207,7 @@ def m_step(x: torch.Tensor,           # [G, N, D] compute dtype (float32/float64
     dl = max(cfg.d_max, 1)
     W = reducer.sum(kernels.scatter(x, resp, means, pairs))[active] / safe_nk[active][:, None, None]
     W = 0.5 * (W + W.transpose(-1, -2))
-    ev, vec = kernels.eigh(W)                                           # active components only, ascending
+    ev, vec = kernels.eigh(W, top=min(D, dl))                           # active components only, ascending
     evals = torch.ones(G, K, D, dtype=dt, device=x.device)
     evals[active] = ev.flip(-1)
     evals = evals.clamp_min(floor.reshape(G, 1, 1))                     # decreasing

@@ -48,13 +48,15 @@ def mstep_scatter(x: torch.Tensor,      # [G, N, D]
     return scatter_matrices(x, resp, means, pairs)
 
 
-def batched_eigh(W: torch.Tensor  # [M, D, D] symmetric
-                 ) -> tuple[torch.Tensor, torch.Tensor]:   # [M, D] ascending, [M, D, D]
+def batched_eigh(W: torch.Tensor,         # [M, D, D] symmetric
+                 top: int | None = None   # only the eigenvectors of the `top` largest eigenvalues
+                 ) -> tuple[torch.Tensor, torch.Tensor]:   # [M, D] ascending, [M, D, top or D] ascending
     """``mixture.mstep.robust_eigh`` of a batch of small symmetric matrices; natively on CPU (batched Jacobi for
-    small D, LAPACK beyond, slices of the batch in parallel; no matrix's result depends on the others)."""
+    small D, which rebuilds only the ``top`` wanted eigenvectors from its rotations; LAPACK beyond; slices of the
+    batch in parallel; no matrix's result depends on the others)."""
     if _native(W):
-        return torch.ops.dga_fast.batched_eigh(W)
-    return robust_eigh(W)
+        return torch.ops.dga_fast.batched_eigh(W, 0 if top is None else int(top))
+    return robust_eigh(W, top=top)
 
 
 MSTEP = MStepKernels(pairs=significant_pairs, moments=mstep_moments, scatter=mstep_scatter, eigh=batched_eigh)
