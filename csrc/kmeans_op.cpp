@@ -1,5 +1,6 @@
 // torch.ops.dga_fast.kmeans_assign: one Lloyd step (core/kmeans_core.h) on CPU tensors, float32 or float64, in
-// parallel over groups × fixed row chunks (op_chunks.h), the chunks' counts and sums added in order.
+// parallel over groups × fixed row chunks (op_chunks.h), the chunks' counts and sums added in order; and
+// torch.ops.dga_fast.kmeans_lloyd: the whole Lloyd loop of every group in one call, the groups in parallel.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 #include <ATen/Parallel.h>
@@ -16,9 +17,8 @@ using dga_chunks::add_chunks;
 using dga_chunks::chunks;
 using dga_chunks::kRowChunk;
 
-// x [G, N, D], centers [G, K, D] -> labels [G, N] int64, counts [G, K], sums [G, K, D] (x's dtype)
-std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_assign(const at::Tensor& x_in, const at::Tensor& c_in) {
-  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (kmeans_assign), got ", x_in.device());
+void check_inputs(const at::Tensor& x_in, const at::Tensor& c_in, const char* op) {
+  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (", op, "), got ", x_in.device());
   TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
                    "x must be float32 or float64, got ", x_in.scalar_type());
   TORCH_CHECK_VALUE(x_in.dim() == 3 && x_in.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x_in.sizes());
@@ -27,6 +27,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_assign(const at::Tensor& x
   TORCH_CHECK_VALUE(c_in.dim() == 3 && c_in.size(0) == x_in.size(0) && c_in.size(1) >= 1 &&
                         c_in.size(2) == x_in.size(2),
                     "centers must be [G, K, D] with K >= 1 and G, D as x ", x_in.sizes(), ", got ", c_in.sizes());
+}
+
+// x [G, N, D], centers [G, K, D] -> labels [G, N] int64, counts [G, K], sums [G, K, D] (x's dtype)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_assign(const at::Tensor& x_in, const at::Tensor& c_in) {
+  check_inputs(x_in, c_in, "kmeans_assign");
   auto x = x_in.contiguous();
   const int64_t G = x.size(0), N = x.size(1), D = x.size(2), K = c_in.size(1), C = chunks(N);
   const int64_t Kp = dga_core::kmeans_padded(K);
@@ -49,8 +54,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_assign(const at::Tensor& x
   return {labels, add_chunks(counts, x.scalar_type()), add_chunks(sums, x.scalar_type())};
 }
 
+// x [G, N, D], centers [G, K, D], max_iter -> labels [G, N] int64, centers [G, K, D]: Lloyd per group
+// (core/kmeans_core.h, kmeans_lloyd), the groups in parallel
+std::tuple<at::Tensor, at::Tensor> kmeans_lloyd(const at::Tensor& x_in, const at::Tensor& c_in, int64_t max_iter) {
+  check_inputs(x_in, c_in, "kmeans_lloyd");
+  TORCH_CHECK_VALUE(max_iter >= 0, "max_iter must be >= 0, got ", max_iter);
+  auto x = x_in.contiguous();
+  auto centers = c_in.contiguous().clone();
+  const int64_t G = x.size(0), N = x.size(1), D = x.size(2), K = centers.size(1);
+  auto labels = at::empty({G, N}, x.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kmeans_lloyd", [&] {
+    at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
+      for (int64_t g = b; g < e; ++g)
+        dga_core::kmeans_lloyd(x.data_ptr<scalar_t>() + g * N * D, N, D, centers.data_ptr<scalar_t>() + g * K * D, K,
+                               static_cast<int>(max_iter), kRowChunk, labels.data_ptr<int64_t>() + g * N);
+    });
+  });
+  return {labels, centers};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(dga_fast, m) { m.def("kmeans_assign(Tensor x, Tensor centers) -> (Tensor, Tensor, Tensor)"); }
+TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
+  m.def("kmeans_assign(Tensor x, Tensor centers) -> (Tensor, Tensor, Tensor)");
+  m.def("kmeans_lloyd(Tensor x, Tensor centers, int max_iter) -> (Tensor, Tensor)");
+}
 
-TORCH_LIBRARY_IMPL(dga_fast, CPU, m) { m.impl("kmeans_assign", &kmeans_assign); }
+TORCH_LIBRARY_IMPL(dga_fast, CPU, m) {
+  m.impl("kmeans_assign", &kmeans_assign);
+  m.impl("kmeans_lloyd", &kmeans_lloyd);
+}

@@ -137,7 +137,8 @@ class HDDC(ClusterMixin, DensityMixin, BaseEstimator):
         floor = torch.full((1,), float(self.noise_floor), dtype=x.dtype, device=x.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         gen = torch.Generator().manual_seed(seed)
-        labels = initial_partition(xn, self.n_components, self.init, gen, step=ops.kmeans_assign)
+        labels = initial_partition(xn, self.n_components, self.init, gen, step=ops.kmeans_assign,
+                                   loop=ops.kmeans_lloyd)
         state = init_state(xn, labels, self.n_components, cfg, floor, kernels=ops.MSTEP)
         res = fit_em(xn, state, cfg, floor, ops.hddc_estep, max_iter=self.max_iter, tol=float(self.tol),
                      kernels=ops.MSTEP)

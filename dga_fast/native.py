@@ -1,7 +1,8 @@
 """The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
 of spread / split / filter and the fused HDDC E-step on CPU, registered as
 ``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native, group_moments, mstep_moments,
-mstep_scatter, batched_eigh, axis_cem_assign, axis_cem_iterate, kmeans_assign}``,
+mstep_scatter, batched_eigh, axis_cem_assign, axis_cem_iterate, kmeans_assign,
+kmeans_lloyd}``,
 with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
 absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
 missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
@@ -120,3 +121,8 @@ def _register_fakes():
         G, n, D = x.shape
         K = centers.shape[1]
         return x.new_empty(G, n, dtype=torch.int64), x.new_empty(G, K), x.new_empty(G, K, D)
+
+    @torch.library.register_fake("dga_fast::kmeans_lloyd")
+    def _lloyd_fake(x, centers, max_iter):
+        _same_device(x=x, centers=centers)
+        return x.new_empty(x.shape[:2], dtype=torch.int64), centers.new_empty(centers.shape)

@@ -185,7 +185,7 @@ def seed_state(ctx: RefitContext, xs: torch.Tensor) -> MixtureState:
     s_offset = sum(ctx.reducer.sizes(xs.shape[1])[:ctx.reducer.rank])
     K = ctx.cfg.init_components
     labels = initial_partition(xs, K, "kmeans++", ctx.streams, reducer=ctx.reducer, offset=s_offset,
-                               step=ops.kmeans_assign)
+                               step=ops.kmeans_assign, loop=ops.kmeans_lloyd)
     return check_stage(init_state(xs, labels, K, ctx.cfg.mstep, ctx.floor, reducer=ctx.reducer, kernels=ops.MSTEP),
                        "seed")
 

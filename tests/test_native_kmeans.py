@@ -100,3 +100,49 @@ def test_lloyd_dispatch_and_both_paths(set_backend, monkeypatch):
     assert called
     assert torch.equal(nat_labels, ref_labels)
     torch.testing.assert_close(nat_centers, ref_centers, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st_.integers(1, 4), st_.sampled_from([1, 5, 300, 2049]), st_.integers(1, 9), st_.sampled_from([1, 3, 32]),
+       st_.sampled_from([torch.float32, torch.float64]), st_.integers(0, 12), st_.integers(0, 2**16))
+def test_lloyd_loop_equals_the_loop_of_steps(G, n, K, D, dtype, max_iter, seed):
+    """The native loop (``kmeans_lloyd``: each group stops at its own fixed point) gives bit for bit the labels and
+    centres of the loop of native steps (``lloyd`` with ``kmeans_assign``, stopping when no group changes)."""
+    x, c = _inputs(G, n, K, D, 1.0, dtype, seed)
+    c = 0.3 * c                                   # seeds inside the data: clusters fill, some may empty
+    seeds = c.clone()
+    want = lloyd(x, c, max_iter, step=torch.ops.dga_fast.kmeans_assign)
+    got = torch.ops.dga_fast.kmeans_lloyd(x, c, max_iter)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.equal(c, seeds)                  # the seeds are not modified
+
+
+def test_lloyd_loop_rejects_bad_input_and_has_a_fake():
+    x, c = _inputs(2, 5, 3, 4, 1.0, torch.float32, 0)
+    op = torch.ops.dga_fast.kmeans_lloyd
+    with pytest.raises(ValueError, match="max_iter must be >= 0"):
+        op(x, c, -1)
+    with pytest.raises(TypeError, match="centers must be Double"):
+        op(x.double(), c, 3)
+    with pytest.raises(ValueError, match="centers must be \\[G, K, D\\]"):
+        op(x, c[:1], 3)
+    labels, centers = op(x.to("meta"), c.to("meta"), 3)
+    assert labels.shape == (2, 5) and labels.dtype == torch.int64 and centers.shape == (2, 3, 4)
+
+
+def test_initial_partition_takes_the_native_loop(monkeypatch):
+    from dga_fast._rng import UnitStreams
+    from dga_fast.mixture.init import initial_partition
+    x, _ = _inputs(4, 200, 3, 5, 1.0, torch.float32, 2)
+    called = []
+    real = torch.ops.dga_fast.kmeans_lloyd
+    monkeypatch.setattr(torch.ops.dga_fast, "kmeans_lloyd", lambda *a: called.append(1) or real(*a))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = initial_partition(x, 3, "kmeans++", UnitStreams(0, [0, 1, 2, 3]), step=ops.kmeans_assign,
+                              loop=ops.kmeans_lloyd)
+    finally:
+        torch.set_num_threads(threads)
+    b = initial_partition(x, 3, "kmeans++", UnitStreams(0, [0, 1, 2, 3]), step=ops.kmeans_assign)
+    assert called and torch.equal(a, b)

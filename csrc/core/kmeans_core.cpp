@@ -1,6 +1,7 @@
 // One Lloyd step on CPU (see kmeans_core.h), built for three instruction sets and dispatched once per call.
 #include "kmeans_core.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -99,6 +100,56 @@ void kmeans_assign(const float* x, int64_t r0, int64_t r1, int64_t D, const doub
 void kmeans_assign(const double* x, int64_t r0, int64_t r1, int64_t D, const double* ct, int64_t K,
                    int64_t* labels, double* counts, double* sums) {
   assign_dispatch(x, r0, r1, D, ct, K, labels, counts, sums);
+}
+
+namespace {
+
+template <typename T>
+int lloyd_impl(const T* x, int64_t N, int64_t D, T* centers, int64_t K, int max_iter, int64_t chunk,
+               int64_t* labels) {
+  const int64_t Kp = kmeans_padded(K), C = (N + chunk - 1) / chunk;
+  std::vector<double> ct(static_cast<size_t>(D * Kp), 0.0), cnt(static_cast<size_t>(C * K));
+  std::vector<double> sum(static_cast<size_t>(C * K * D));
+  std::vector<T> counts(static_cast<size_t>(K)), sums(static_cast<size_t>(K * D));
+  std::vector<int64_t> next(static_cast<size_t>(N));
+  // one step: labels `out` of every row and the counts / sums per label (chunk by chunk, the chunks added in order,
+  // then rounded to T: the op kmeans_assign's results)
+  auto step = [&](int64_t* out) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < D; ++j) ct[static_cast<size_t>(j * Kp + k)] = static_cast<double>(centers[k * D + j]);
+    std::fill(cnt.begin(), cnt.end(), 0.0);
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (int64_t c = 0; c < C; ++c)
+      kmeans_assign(x, c * chunk, std::min(N, (c + 1) * chunk), D, ct.data(), K, out, cnt.data() + c * K,
+                    sum.data() + c * K * D);
+    for (int64_t i = 0; i < K * (D + 1); ++i) {   // i < K: counts; then the sums
+      double acc = 0.0;
+      for (int64_t c = 0; c < C; ++c) acc += i < K ? cnt[c * K + i] : sum[c * K * D + (i - K)];
+      (i < K ? counts[i] : sums[i - K]) = static_cast<T>(acc);
+    }
+  };
+  step(labels);
+  int it = 0;
+  for (; it < max_iter; ++it) {
+    for (int64_t k = 0; k < K; ++k)   // an emptied cluster keeps its centre
+      if (counts[k] > T(0))
+        for (int64_t j = 0; j < D; ++j) centers[k * D + j] = sums[k * D + j] / std::max(counts[k], T(1));
+    step(next.data());
+    if (std::equal(next.begin(), next.end(), labels)) break;
+    std::copy(next.begin(), next.end(), labels);
+  }
+  return it;
+}
+
+}  // namespace
+
+int kmeans_lloyd(const float* x, int64_t N, int64_t D, float* centers, int64_t K, int max_iter, int64_t chunk,
+                 int64_t* labels) {
+  return lloyd_impl(x, N, D, centers, K, max_iter, chunk, labels);
+}
+int kmeans_lloyd(const double* x, int64_t N, int64_t D, double* centers, int64_t K, int max_iter, int64_t chunk,
+                 int64_t* labels) {
+  return lloyd_impl(x, N, D, centers, K, max_iter, chunk, labels);
 }
 
 }  // namespace dga_core

@@ -23,4 +23,14 @@ void kmeans_assign(const float* x, int64_t r0, int64_t r1, int64_t D, const doub
 void kmeans_assign(const double* x, int64_t r0, int64_t r1, int64_t D, const double* ct, int64_t K,
                    int64_t* labels, double* counts, double* sums);
 
+// Lloyd on one group (dga_fast/mixture/init.py, lloyd): labels [N] and centers [K, D] (in: the seeds; out: the
+// last centres) after at most max_iter updates, stopping when no label changes (a fixed point: further steps
+// would change nothing). Each step is kmeans_assign over chunks of `chunk` rows, the chunks' counts and sums added
+// in order and rounded to T, an emptied cluster keeping its centre: the same numbers as max_iter calls of the
+// op kmeans_assign with the centre update of the reference in between. Returns the updates taken.
+int kmeans_lloyd(const float* x, int64_t N, int64_t D, float* centers, int64_t K, int max_iter, int64_t chunk,
+                 int64_t* labels);
+int kmeans_lloyd(const double* x, int64_t N, int64_t D, double* centers, int64_t K, int max_iter, int64_t chunk,
+                 int64_t* labels);
+
 }  // namespace dga_core

@@ -57,7 +57,40 @@ static void check_case(int64_t n, int64_t K, int64_t D, unsigned seed) {
   }
 }
 
+// the Lloyd loop: no update (max_iter 0) gives kmeans_assign's labels; at the end every row is at its nearest
+// final centre when the loop stopped by itself
+template <typename T>
+static void check_loop(int64_t n, int64_t K, int64_t D, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd;
+  std::vector<T> x(static_cast<size_t>(n * D)), c(static_cast<size_t>(K * D));
+  for (auto& v : x) v = static_cast<T>(nd(rng));
+  for (auto& v : c) v = static_cast<T>(0.3 * nd(rng));
+  std::vector<T> c0 = c;
+  std::vector<int64_t> labels(static_cast<size_t>(n)), first(static_cast<size_t>(n));
+  CHECK(kmeans_lloyd(x.data(), n, D, c0.data(), K, 0, 7, first.data()) == 0);
+  CHECK(c0 == c);
+  const int it = kmeans_lloyd(x.data(), n, D, c.data(), K, 50, 7, labels.data());
+  CHECK(it >= 0 && it <= 50);
+  if (it < 50)
+    for (int64_t i = 0; i < n; ++i) {
+      double best = 1e300;
+      int64_t arg = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        double d = 0.0;
+        for (int64_t j = 0; j < D; ++j) d += (double(x[i * D + j]) - double(c[k * D + j])) * (double(x[i * D + j]) - double(c[k * D + j]));
+        if (d < best) best = d, arg = k;
+      }
+      CHECK(labels[i] == arg);
+    }
+}
+
 int main() {
+  for (int64_t n : {1, 20, 61})
+    for (int64_t K : {1, 3, 9}) {
+      check_loop<float>(n, K, 5, static_cast<unsigned>(n * K));
+      check_loop<double>(n, K, 5, static_cast<unsigned>(n * K + 1));
+    }
   unsigned seed = 1;
   for (int64_t n : {1, 3, 37, 260})
     for (int64_t K : {1, 2, 7, 9, 17})

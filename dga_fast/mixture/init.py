@@ -119,10 +119,11 @@ def lloyd(x: torch.Tensor,        # [G, n, D]
 
 def initial_partition(x: torch.Tensor, K: int, method: str, generator: torch.Generator,
                       lloyd_iters: int = 10, *, reducer: Reducer = LOCAL, offset: int = 0,
-                      step: KMeansStep = kmeans_step) -> torch.Tensor:
+                      step: KMeansStep = kmeans_step, loop=None) -> torch.Tensor:
     """Hard labels ``[G, n]`` to start EM from: ``"kmeans++"`` (seeding + Lloyd) or ``"random"``
     (K random points as centres + Lloyd). ``reducer`` / ``offset``: see ``kmeans_plusplus``; ``step``: see
-    ``lloyd``."""
+    ``lloyd``; ``loop``: the whole Lloyd loop of one process (``dga_fast.ops.kmeans_lloyd``), used when given and
+    there is one rank."""
     G = x.shape[0]
     if method == "kmeans++":
         centers = kmeans_plusplus(x, K, generator, reducer=reducer, offset=offset)
@@ -132,5 +133,6 @@ def initial_partition(x: torch.Tensor, K: int, method: str, generator: torch.Gen
         centers = global_rows(x, idx, offset, reducer)
     else:
         raise ValueError(f"init must be 'kmeans++' or 'random', got {method!r}")
-    labels, _ = lloyd(x, centers, lloyd_iters, reducer=reducer, step=step)
-    return labels
+    if loop is not None and reducer.world == 1:
+        return loop(x, centers, lloyd_iters)[0]
+    return lloyd(x, centers, lloyd_iters, reducer=reducer, step=step)[0]

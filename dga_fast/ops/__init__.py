@@ -6,7 +6,7 @@ kernels are the ops of ``dga_fast._C``, csrc/):
 - ``hddc_estep``: the fused HDDC E-step (Triton; native CPU; reference);
 - ``hddc_mstep``: the M-step's weighted sums and eigendecompositions, as ``MSTEP`` (native CPU; reference);
 - ``axis_cem``: the split test's classification-EM step (native CPU; reference);
-- ``kmeans``: the Lloyd step of the initial partition (native CPU; reference);
+- ``kmeans``: the Lloyd step and loop of the initial partition (native CPU; reference);
 - ``anchor_shift``: the anchor shift and the token assignments (Triton; reference);
 - ``skip_block``: skip dropout + concat + GroupNorm + SiLU (Triton; reference);
 - ``plans``: spread / split / filter (native CPU and CUDA plans; reference);
@@ -26,12 +26,12 @@ from .axis_cem import axis_cem_assign, axis_cem_iterate
 from .group_moments import group_moments
 from .hddc_estep import hddc_estep
 from .hddc_mstep import MSTEP, batched_eigh, mstep_moments, mstep_scatter
-from .kmeans import kmeans_assign
+from .kmeans import kmeans_assign, kmeans_lloyd
 from .plans import filter_components, mixture_spread, split_components
 from .registry import BACKENDS, backend, triton_available, use_backend
 from .skip_block import skip_dropout_concat_norm_silu
 
 __all__ = ["BACKENDS", "MSTEP", "anchor_assign", "anchor_log_resp", "anchor_shift", "axis_cem_assign", "axis_cem_iterate", "backend",
-           "batched_eigh", "filter_components", "group_moments", "hddc_estep", "kmeans_assign", "mixture_spread", "mstep_moments",
+           "batched_eigh", "filter_components", "group_moments", "hddc_estep", "kmeans_assign", "kmeans_lloyd", "mixture_spread", "mstep_moments",
            "mstep_scatter", "skip_dropout_concat_norm_silu", "split_components", "triton_available",
            "use_backend"]
