@@ -3,21 +3,36 @@
 #include "mstep_core.h"
 
 #include <cmath>
+#include <vector>
 
 #include "isa.h"
 
 namespace dga_core {
 namespace {
 
+// The slots k of a row with r[k] > e (NaN never), in order, written to idx; returns their number. Branch-free: a
+// row has one or two significant slots out of K, which a branch per slot mispredicts.
+template <typename T>
+DGA_INLINE int64_t significant(const T* r, int64_t K, T e, int32_t* idx) {
+  int64_t n = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    idx[n] = static_cast<int32_t>(k);
+    n += r[k] > e ? 1 : 0;
+  }
+  return n;
+}
+
 template <typename T>
 void moments_impl(const MstepGroup<T>& g, int64_t r0, int64_t r1, double eps, double* nk, double* first) {
   const int64_t K = g.K, D = g.D;
   const T e = static_cast<T>(eps);
+  std::vector<int32_t> sig(static_cast<size_t>(K));
   for (int64_t i = r0; i < r1; ++i) {
     const T* x = g.x + i * D;
     const T* r = g.resp + i * K;
-    for (int64_t k = 0; k < K; ++k) {
-      if (!(r[k] > e)) continue;
+    const int64_t ns = significant(r, K, e, sig.data());
+    for (int64_t a = 0; a < ns; ++a) {
+      const int64_t k = sig[static_cast<size_t>(a)];
       const double w = static_cast<double>(r[k]);
       nk[k] += w;
       double* f = first + k * D;
@@ -84,11 +99,13 @@ DGA_INLINE void scatter_impl(const MstepGroup<T>& g, int64_t r0, int64_t r1, dou
   const int64_t K = g.K, D = g.D, Dp = mstep_padded_dim(D), slot = D * Dp, ystride = kMstepRank * Dp;
   const T e = static_cast<T>(eps);
   for (int64_t k = 0; k < K; ++k) nbuf[k] = 0;
+  std::vector<int32_t> sig(static_cast<size_t>(K));
   for (int64_t i = r0; i < r1; ++i) {
     const T* x = g.x + i * D;
     const T* r = g.resp + i * K;
-    for (int64_t k = 0; k < K; ++k) {
-      if (!(r[k] > e)) continue;
+    const int64_t ns = significant(r, K, e, sig.data());
+    for (int64_t a = 0; a < ns; ++a) {
+      const int64_t k = sig[static_cast<size_t>(a)];
       if (!touched[k]) {
         for (int64_t j = 0; j < slot; ++j) S[k * slot + j] = 0.0;
         touched[k] = 1;
