@@ -1,6 +1,6 @@
-// torch.ops.dga_fast.{axis_cem_assign, axis_cem_iterate}: one classification-EM step of the split test, and up to
-// `iters` of them with the class parameters in between (core/cem_core.h), on CPU tensors, the groups in parallel
-// (at::parallel_for). Inputs as the reference's (mixture/axis_split.py,
+// torch.ops.dga_fast.{axis_project, axis_cem_assign, axis_cem_iterate}: the points' coordinates along their
+// component's axis, one classification-EM step of the split test, and up to `iters` of them with the class
+// parameters in between (core/cem_core.h), on CPU tensors, the groups in parallel (at::parallel_for). Inputs as the reference's (mixture/axis_split.py,
 // cem_assign): float64 projections and class parameters, int64 components and classes.
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -109,9 +109,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_iterate(
   return {cls, cnt, s1, s2};
 }
 
+// x [G, n, D], labels [G, n], means [G, K, D], q [G, K, D] (x's dtype) -> t [G, n] float64: t = q_kᵀ(x − μ_k) of
+// every point (k its label), summed over d in order in double (core/cem_core.h, axis_project)
+at::Tensor axis_project(const at::Tensor& x_in, const at::Tensor& labels_in, const at::Tensor& means_in,
+                        const at::Tensor& q_in) {
+  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (axis_project), got ", x_in.device());
+  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
+                   "x must be float32 or float64, got ", x_in.scalar_type());
+  TORCH_CHECK_VALUE(x_in.dim() == 3, "x must be [G, n, D], got ", x_in.sizes());
+  TORCH_CHECK_VALUE(means_in.dim() == 3 && means_in.size(1) >= 1, "means must be [G, K, D] with K >= 1, got ",
+                    means_in.sizes());
+  const int64_t G = x_in.size(0), n = x_in.size(1), D = x_in.size(2), K = means_in.size(1);
+  check_same_device(labels_in, "labels", x_in, "x");
+  check_dtype(labels_in, at::kLong, "labels");
+  check_sizes(labels_in, {G, n}, "labels", "[G, n]");
+  const std::pair<const at::Tensor*, const char*> par[] = {{&means_in, "means"}, {&q_in, "q"}};
+  for (const auto& [t, name] : par) {
+    check_same_device(*t, name, x_in, "x");
+    check_dtype(*t, x_in.scalar_type(), name);
+    check_sizes(*t, {G, K, D}, name, "[G, K, D]");
+  }
+  auto x = x_in.contiguous(), labels = labels_in.contiguous(), means = means_in.contiguous(), q = q_in.contiguous();
+  TORCH_CHECK_VALUE(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < K),
+                    "labels must lie in [0, K = ", K, ")");
+  auto t = at::empty({G, n}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "axis_project", [&] {
+    at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
+      for (int64_t g = b; g < e; ++g)
+        dga_core::axis_project(x.data_ptr<scalar_t>() + g * n * D, labels.data_ptr<int64_t>() + g * n, n, D,
+                               means.data_ptr<scalar_t>() + g * K * D, q.data_ptr<scalar_t>() + g * K * D,
+                               t.data_ptr<double>() + g * n);
+    });
+  });
+  return t;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
+  m.def("axis_project(Tensor x, Tensor labels, Tensor means, Tensor q) -> Tensor");
   m.def("axis_cem_assign(Tensor t, Tensor comp, Tensor prev, Tensor base, Tensor mean, Tensor var) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("axis_cem_iterate(Tensor t, Tensor comp, Tensor cls, Tensor cnt, Tensor s1, Tensor s2, Tensor v_floor, "
@@ -119,6 +155,7 @@ TORCH_LIBRARY_FRAGMENT(dga_fast, m) {
 }
 
 TORCH_LIBRARY_IMPL(dga_fast, CPU, m) {
+  m.impl("axis_project", &axis_project);
   m.impl("axis_cem_assign", &axis_cem_assign);
   m.impl("axis_cem_iterate", &axis_cem_iterate);
 }

@@ -1,8 +1,8 @@
 """The C++ extension ``dga_fast._C`` (csrc/): CPU ops, and CUDA ops in a CUDA build, over the torch-free core
 of spread / split / filter and the fused HDDC E-step on CPU, registered as
 ``torch.ops.dga_fast.{mixture_spread, split_plan, filter_plan, hddc_estep_native, group_moments, mstep_moments,
-mstep_scatter, batched_eigh, axis_cem_assign, axis_cem_iterate, kmeans_assign,
-kmeans_lloyd}``,
+mstep_scatter, batched_eigh, axis_project, axis_cem_assign, axis_cem_iterate,
+kmeans_assign, kmeans_lloyd}``,
 with their fake implementations for ``torch.compile`` and meta tensors. Loaded lazily by ``dga_fast.ops``;
 absent when the package was installed with ``DGA_FAST_NO_EXT=1``; CPU-only when torch has no CUDA, nvcc was
 missing, or ``DGA_FAST_NO_CUDA=1`` was set at install time."""
@@ -109,6 +109,11 @@ def _register_fakes():
         G, n = t.shape
         return (comp.new_empty(G, n), comp.new_empty(G), base.new_empty(base.shape), base.new_empty(base.shape),
                 base.new_empty(base.shape))
+
+    @torch.library.register_fake("dga_fast::axis_project")
+    def _axis_project_fake(x, labels, means, q):
+        _same_device(x=x, labels=labels, means=means, q=q)
+        return x.new_empty(x.shape[:2], dtype=torch.float64)
 
     @torch.library.register_fake("dga_fast::axis_cem_iterate")
     def _cem_iterate_fake(t, comp, cls, cnt, s1, s2, v_floor, iters):

@@ -51,7 +51,7 @@ class SplitByBIC:
     def scores(self, ctx: "RefitContext", x, labels, state: MixtureState) -> SplitScores:
         floor = x.new_full((x.shape[0],), ctx.floor_value)
         t = principal_axis_test(x, labels, state, ctx.S, floor, iters=self.iters, reducer=ctx.reducer,
-                                assign=ops.axis_cem_assign, iterate=ops.axis_cem_iterate)
+                                kernels=ops.AXIS)
         score = torch.where(torch.isfinite(t.gain) & (t.gain > 0), t.gain, torch.full_like(t.gain, -1.0))
         return SplitScores(score=score, counts=t.smaller.round().long(), threshold=0.0, offsets=t.offsets)
 

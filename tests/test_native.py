@@ -151,7 +151,7 @@ def test_fuzz_never_crashes_the_process(device):
             return tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 4)))
         raised = ok = 0
         for i in range(4000):
-            which = rng.randrange(13 if device == "cpu" else 3)   # the E- and M-step ops are CPU-only
+            which = rng.randrange(14 if device == "cpu" else 3)   # the E- and M-step ops are CPU-only
             try:
                 if which == 0:
                     op.mixture_spread(t(shape()), t(shape()), t(shape()))
@@ -189,6 +189,8 @@ def test_fuzz_never_crashes_the_process(device):
                     op.axis_cem_assign(*(t(shape()) for _ in range(6)))
                 elif which == 11:
                     op.axis_cem_iterate(*(t(shape()) for _ in range(7)), rng.randint(-2, 5))
+                elif which == 12:
+                    op.axis_project(*(t(shape()) for _ in range(4)))
                 else:
                     op.batched_eigh(t(shape()))
                 ok += 1

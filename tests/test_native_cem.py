@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from dga_fast import native, ops
-from dga_fast.mixture.axis_split import _class_stats, cem_assign, cem_iterate, principal_axis_test
+from dga_fast.mixture.axis_split import (AxisKernels, _class_stats, cem_assign, cem_iterate, principal_axis_test,
+                                         project_on_axis)
 from dga_fast.ops.axis_cem import naive
 from helpers import random_state
 
@@ -112,15 +113,50 @@ def test_split_test_is_the_same_on_both_paths(set_backend, monkeypatch):
     labels = torch.randint(0, 4, (3, 400), generator=g)
     floor = torch.full((3,), 1e-6, dtype=torch.float64)
     called = []
-    real, real_loop = torch.ops.dga_fast.axis_cem_assign, torch.ops.dga_fast.axis_cem_iterate
+    real = {name: getattr(torch.ops.dga_fast, name) for name in ("axis_project", "axis_cem_assign", "axis_cem_iterate")}
     set_backend("reference")
-    ref = principal_axis_test(x, labels, st, 400, floor, assign=ops.axis_cem_assign, iterate=ops.axis_cem_iterate)
+    ref = principal_axis_test(x, labels, st, 400, floor, kernels=ops.AXIS)
     set_backend("auto")
-    monkeypatch.setattr(torch.ops.dga_fast, "axis_cem_assign", lambda *a: called.append("step") or real(*a))
-    monkeypatch.setattr(torch.ops.dga_fast, "axis_cem_iterate", lambda *a: called.append("loop") or real_loop(*a))
-    for kw in ({"assign": ops.axis_cem_assign}, {"assign": ops.axis_cem_assign, "iterate": ops.axis_cem_iterate}):
+    for name, op in real.items():
+        monkeypatch.setattr(torch.ops.dga_fast, name, lambda *a, _n=name, _op=op: called.append(_n) or _op(*a))
+    steps_only = AxisKernels(project=ops.axis_project, assign=ops.axis_cem_assign)
+    for kernels, want in ((steps_only, {"axis_project", "axis_cem_assign"}), (ops.AXIS, {"axis_project", "axis_cem_iterate"})):
         called.clear()
-        nat = principal_axis_test(x, labels, st, 400, floor, **kw)
-        assert set(called) == ({"loop"} if "iterate" in kw else {"step"})
+        nat = principal_axis_test(x, labels, st, 400, floor, kernels=kernels)
+        assert set(called) == want
         for a, b in ((nat.gain, ref.gain), (nat.smaller, ref.smaller), (nat.offsets, ref.offsets)):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st_.integers(1, 3), st_.sampled_from([0, 1, 37, 300]), st_.integers(1, 5), st_.sampled_from([1, 2, 7, 32]),
+       st_.sampled_from([1e-4, 1.0, 1e4]), st_.sampled_from([torch.float32, torch.float64]), st_.integers(0, 2**16))
+def test_axis_projection_matches_the_oracle(G, n, K, D, scale, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = (scale * torch.randn(G, n, D, generator=g, dtype=torch.float64)).to(dtype)
+    means = (scale * torch.randn(G, K, D, generator=g, dtype=torch.float64)).to(dtype)
+    q = torch.nn.functional.normalize(torch.randn(G, K, D, generator=g, dtype=torch.float64), dim=-1).to(dtype)
+    labels = torch.randint(0, K, (G, n), generator=g)
+    want = naive.axis_project(x, labels, means, q)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    top = 3.0 * scale * (1 + D ** 0.5)
+    for name, got in (("native", torch.ops.dga_fast.axis_project(x, labels, means, q)),
+                      ("reference", project_on_axis(x, labels, means, q))):
+        assert got.dtype == torch.float64 and got.shape == (G, n), name
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * top, msg=name)
+    torch.testing.assert_close(torch.ops.dga_fast.axis_project(x, labels, means, q), want, rtol=1e-12, atol=1e-12 * top)
+
+
+def test_axis_projection_rejects_bad_input():
+    x, means, q = torch.randn(2, 5, 3), torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    labels = torch.zeros(2, 5, dtype=torch.int64)
+    op = torch.ops.dga_fast.axis_project
+    with pytest.raises(TypeError, match="labels must be Long"):
+        op(x, labels.int(), means, q)
+    with pytest.raises(ValueError, match="q must be \\[G, K, D\\]"):
+        op(x, labels, means, q[:, :2])
+    with pytest.raises(TypeError, match="means must be Float"):
+        op(x, labels, means.double(), q)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        op(x, labels + 4, means, q)
+    assert op(*(a.to("meta") for a in (x, labels, means, q))).shape == (2, 5)   # the fake

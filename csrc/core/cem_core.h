@@ -50,6 +50,22 @@ inline int64_t cem_assign(const double* t, const int64_t* comp, const int64_t* p
   return changed;
 }
 
+// t [n] = q_kᵀ(x_i − μ_k) of one group's points x [n, D], k = labels[i] (in [0, K): the op checks), means and q
+// [K, D]; summed over d in order, in double.
+template <typename T>
+inline void axis_project(const T* x, const int64_t* labels, int64_t n, int64_t D, const T* means, const T* q,
+                         double* t) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T* xi = x + i * D;
+    const T* mu = means + labels[i] * D;
+    const T* qk = q + labels[i] * D;
+    double acc = 0.0;
+    for (int64_t d = 0; d < D; ++d)
+      acc += (static_cast<double>(xi[d]) - static_cast<double>(mu[d])) * static_cast<double>(qk[d]);
+    t[i] = acc;
+  }
+}
+
 // Up to `iters` CEM steps of one group from the partition cls [n] whose statistics are cnt, s1, s2 [K, m] (updated
 // in place, as cls): before each step the class means s1 / max(cnt, 1), the pooled variance per component
 // max(Σ_s max(s2 − (cnt·mean)·mean, 0) / max(Σ_s cnt, 1), v_floor[k]) and the log weights

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -123,25 +124,51 @@ def _class_loglik(cnt, var):   # cnt [G, K, m], var [G, K] -> [G, K], up to the 
     return xlogx.sum(-1) - 0.5 * n * torch.log(var)
 
 
+def project_on_axis(x: torch.Tensor,       # [G, n, D]
+                    labels: torch.Tensor,  # [G, n] int64 component of every point
+                    means: torch.Tensor,   # [G, K, D]
+                    q: torch.Tensor        # [G, K, D] unit axis of every component
+                    ) -> torch.Tensor:     # [G, n] float64
+    """``t = q_kᵀ(x − μ_k)`` of every point, ``k`` its component (the reference of
+    ``torch.ops.dga_fast.axis_project``, which sums in double)."""
+    G, n, D = x.shape
+    K = means.shape[1]
+    flat = (labels + torch.arange(G, device=x.device).unsqueeze(1) * K).reshape(-1)       # row of each point's k
+    at = lambda a: a.reshape(G * K, D).index_select(0, flat).view(G, n, D)   # noqa: E731  (a gather, 2× faster)
+    return ((x - at(means)) * at(q)).sum(-1).to(torch.float64)
+
+
+@dataclass(frozen=True)
+class AxisKernels:
+    """The split test's heavy parts, passed in by the caller (``mixture/`` never imports ``ops/``;
+    ``dga_fast.ops.AXIS`` is the dispatching set): ``project(x, labels, means, q)`` the points' coordinates along
+    their component's axis, ``assign(...)`` one CEM step (``cem_assign``) and ``iterate(...)`` the CEM loop of one
+    process (``None``: ``cem_iterate`` over ``assign``, which is also what several ranks always run). The default
+    is plain PyTorch."""
+    project: Callable = project_on_axis
+    assign: Callable = cem_assign
+    iterate: Callable | None = None
+
+
+AXIS_REFERENCE = AxisKernels()
+
+
 def principal_axis_test(x: torch.Tensor,       # [G, n, D] the points (this rank's)
                         labels: torch.Tensor,  # [G, n] hard assignment
                         state: MixtureState,
                         n_total: int,          # samples of every group (all ranks), for the BIC penalty
                         floor: torch.Tensor,   # [G] variance floor
                         *, classes=(2, 8), iters: int = 10, reducer: Reducer = LOCAL,
-                        assign=cem_assign, iterate=None) -> AxisTest:
-    """The test of every active component (module docstring); ``assign``: the CEM step (``cem_assign``, or
-    ``dga_fast.ops.axis_cem_assign``, which dispatches to the native one); ``iterate``: the whole CEM loop of a
-    single process (``dga_fast.ops.axis_cem_iterate``; default, and always with several ranks: ``cem_iterate``
-    over ``assign`` and ``reducer``)."""
+                        kernels: AxisKernels = AXIS_REFERENCE) -> AxisTest:
+    """The test of every active component (module docstring); ``kernels``: the projection and the CEM steps
+    (``AxisKernels``; ``dga_fast.ops.AXIS`` for the native ones)."""
+    iterate = kernels.iterate
     if iterate is None or reducer.world > 1:
-        iterate = functools.partial(cem_iterate, reducer=reducer, assign=assign)
+        iterate = functools.partial(cem_iterate, reducer=reducer, assign=kernels.assign)
     G, n, D = x.shape
     K = state.K
     q = state.components[..., 0] if D > 1 else torch.ones_like(state.means)              # [G, K, D]
-    flat = (labels + torch.arange(G, device=x.device).unsqueeze(1) * K).reshape(-1)       # row of each point's k
-    at = lambda a: a.reshape(G * K, D).index_select(0, flat).view(G, n, D)   # noqa: E731  (a gather, 2× faster)
-    t = ((x - at(state.means)) * at(q)).sum(-1).to(torch.float64)
+    t = kernels.project(x, labels, state.means, q)
     n_k, s1, s2 = _class_stats(t, labels, G, K, reducer)                                  # [G, K]
     mu, v_all = _moments(n_k, s1, s2, floor.to(torch.float64).unsqueeze(-1))
     v_floor = torch.maximum(REL_VAR_FLOOR * v_all, floor.to(torch.float64).unsqueeze(-1))

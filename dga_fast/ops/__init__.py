@@ -5,7 +5,7 @@ kernels are the ops of ``dga_fast._C``, csrc/):
 
 - ``hddc_estep``: the fused HDDC E-step (Triton; native CPU; reference);
 - ``hddc_mstep``: the M-step's weighted sums and eigendecompositions, as ``MSTEP`` (native CPU; reference);
-- ``axis_cem``: the split test's classification-EM step (native CPU; reference);
+- ``axis_cem``: the split test's projection and classification-EM steps, as ``AXIS`` (native CPU; reference);
 - ``kmeans``: the Lloyd step and loop of the initial partition (native CPU; reference);
 - ``anchor_shift``: the anchor shift and the token assignments (Triton; reference);
 - ``skip_block``: skip dropout + concat + GroupNorm + SiLU (Triton; reference);
@@ -22,7 +22,7 @@ imported; slow, for tests). float64 inputs never take a Triton kernel: they comp
 from __future__ import annotations
 
 from .anchor_shift import anchor_assign, anchor_log_resp, anchor_shift
-from .axis_cem import axis_cem_assign, axis_cem_iterate
+from .axis_cem import AXIS, axis_cem_assign, axis_cem_iterate, axis_project
 from .group_moments import group_moments
 from .hddc_estep import hddc_estep
 from .hddc_mstep import MSTEP, batched_eigh, mstep_moments, mstep_scatter
@@ -31,7 +31,8 @@ from .plans import filter_components, mixture_spread, split_components
 from .registry import BACKENDS, backend, triton_available, use_backend
 from .skip_block import skip_dropout_concat_norm_silu
 
-__all__ = ["BACKENDS", "MSTEP", "anchor_assign", "anchor_log_resp", "anchor_shift", "axis_cem_assign", "axis_cem_iterate", "backend",
+__all__ = ["AXIS", "BACKENDS", "MSTEP", "anchor_assign", "anchor_log_resp", "anchor_shift", "axis_cem_assign",
+           "axis_cem_iterate", "axis_project", "backend",
            "batched_eigh", "filter_components", "group_moments", "hddc_estep", "kmeans_assign", "kmeans_lloyd", "mixture_spread", "mstep_moments",
            "mstep_scatter", "skip_dropout_concat_norm_silu", "split_components", "triton_available",
            "use_backend"]

@@ -23,3 +23,13 @@ def axis_cem_assign(t, comp, prev, base, mean, var):
             s1[g, k, best] += ti
             s2[g, k, best] += ti * ti
     return cls, (cls != prev).sum(1), cnt, s1, s2
+
+
+def axis_project(x, labels, means, q):
+    G, n, D = x.shape
+    t = torch.zeros(G, n, dtype=torch.float64)
+    for g in range(G):
+        for i in range(n):
+            k = int(labels[g, i])
+            t[g, i] = sum((float(x[g, i, d]) - float(means[g, k, d])) * float(q[g, k, d]) for d in range(D))
+    return t
