@@ -28,11 +28,16 @@ void mstep_moments(const MstepGroup<double>& g, int64_t r0, int64_t r1, double e
 
 // The scatter's layout and scratch: S holds, per slot, the upper triangle of a D × D matrix in rows of Dp =
 // mstep_padded_dim(D) doubles (S [K, D, Dp]; entries b < a and b ≥ D are unspecified); the scratch buffers up
-// to kMstepRank centred rows per slot (mstep_scatter_scratch(K, D) doubles) and their counts (K int64).
+// to kMstepRank centred rows per slot (mstep_scatter_scratch(K, D) doubles, a spare row included) and their
+// counts (K int64).
 constexpr int64_t kMstepLanes = 8;   // columns per vector block (one AVX-512 register of doubles)
 constexpr int64_t kMstepRank = 8;    // rows per rank-k update of a slot's matrix
 inline int64_t mstep_padded_dim(int64_t D) { return (D + kMstepLanes - 1) / kMstepLanes * kMstepLanes; }
-inline int64_t mstep_scatter_scratch(int64_t K, int64_t D) { return K * kMstepRank * mstep_padded_dim(D); }
+// One spare row at the end: GCC 12 (-O2, AVX-512) compiles rank_tile's loop over the buffered rows with a 256-bit
+// load that also reads the first doubles of the row after the last one (unused lanes of a vector it then
+// permutes); for the last slot that row is past the buffer, and at a page end it faulted (SIGSEGV, seen in
+// benchmarks/throughput.py). The spare row keeps that read inside the allocation; its values are never used.
+inline int64_t mstep_scatter_scratch(int64_t K, int64_t D) { return (K * kMstepRank + 1) * mstep_padded_dim(D); }
 
 // Rows [r0, r1): S (double, layout above) accumulates the scatter matrices, each slot's rows added in row order.
 // touched [K] (zeroed by the caller): a slot's matrix is zeroed at its first significant row and its flag set;
