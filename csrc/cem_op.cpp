@@ -13,39 +13,36 @@
 
 namespace {
 
+using dga_checks::check_cpu_float;
 using dga_checks::check_dtype;
-using dga_checks::check_same_device;
-using dga_checks::check_sizes;
+using dga_checks::check_labels;
+using dga_checks::check_like;
+
+using Named = std::pair<const at::Tensor*, const char*>;
+
+// t [G, n] float64 on the CPU (for the op `op`), and the int64 classes of its points, each [G, n] on t's device
+void check_points(const at::Tensor& t, const char* op, std::initializer_list<Named> classes) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), "t must be a CPU tensor (", op, "), got ", t.device());
+  check_dtype(t, at::kDouble, "t");
+  TORCH_CHECK_VALUE(t.dim() == 2, "t must be [G, n], got ", t.sizes());
+  for (const auto& [c, name] : classes) check_like(*c, name, t, "t", at::kLong, {t.size(0), t.size(1)}, "[G, n]");
+}
 
 // t [G, n], comp [G, n], prev [G, n], base [G, K, m], mean [G, K, m], var [G, K]
 //   -> cls [G, n], changed [G], cnt [G, K, m], s1 [G, K, m], s2 [G, K, m]
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_assign(
     const at::Tensor& t_in, const at::Tensor& comp_in, const at::Tensor& prev_in, const at::Tensor& base_in,
     const at::Tensor& mean_in, const at::Tensor& var_in) {
-  TORCH_CHECK_VALUE(t_in.device().is_cpu(), "t must be a CPU tensor (axis_cem_assign), got ", t_in.device());
-  check_dtype(t_in, at::kDouble, "t");
-  TORCH_CHECK_VALUE(t_in.dim() == 2, "t must be [G, n], got ", t_in.sizes());
+  check_points(t_in, "axis_cem_assign", {{&comp_in, "comp"}, {&prev_in, "prev"}});
   TORCH_CHECK_VALUE(base_in.dim() == 3 && base_in.size(2) >= 1, "base must be [G, K, m] with m >= 1, got ",
                     base_in.sizes());
   const int64_t G = t_in.size(0), n = t_in.size(1), K = base_in.size(1), m = base_in.size(2);
-  const std::pair<const at::Tensor*, const char*> idx[] = {{&comp_in, "comp"}, {&prev_in, "prev"}};
-  for (const auto& [x, name] : idx) {
-    check_same_device(*x, name, t_in, "t");
-    check_dtype(*x, at::kLong, name);
-    check_sizes(*x, {G, n}, name, "[G, n]");
-  }
-  const std::pair<const at::Tensor*, const char*> par[] = {{&base_in, "base"}, {&mean_in, "mean"}, {&var_in, "var"}};
-  for (const auto& [x, name] : par) {
-    check_same_device(*x, name, t_in, "t");
-    check_dtype(*x, at::kDouble, name);
-  }
-  check_sizes(base_in, {G, K, m}, "base", "[G, K, m]");
-  check_sizes(mean_in, {G, K, m}, "mean", "[G, K, m]");
-  check_sizes(var_in, {G, K}, "var", "[G, K]");
+  for (const auto& [x, name] : {Named{&base_in, "base"}, Named{&mean_in, "mean"}})
+    check_like(*x, name, t_in, "t", at::kDouble, {G, K, m}, "[G, K, m]");
+  check_like(var_in, "var", t_in, "t", at::kDouble, {G, K}, "[G, K]");
   auto t = t_in.contiguous(), comp = comp_in.contiguous(), prev = prev_in.contiguous();
   auto base = base_in.contiguous(), mean = mean_in.contiguous(), var = var_in.contiguous();
-  TORCH_CHECK_VALUE(comp.numel() == 0 || (comp.min().item<int64_t>() >= 0 && comp.max().item<int64_t>() < K),
-                    "comp must lie in [0, K = ", K, ")");
+  check_labels(comp, K, "comp");
   auto cls = at::empty({G, n}, comp.options());
   auto changed = at::empty({G}, comp.options());
   auto cnt = at::zeros({G, K, m}, t.options()), s1 = at::zeros({G, K, m}, t.options());
@@ -68,31 +65,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_iterate(
     const at::Tensor& t_in, const at::Tensor& comp_in, const at::Tensor& cls_in, const at::Tensor& cnt_in,
     const at::Tensor& s1_in, const at::Tensor& s2_in, const at::Tensor& vf_in, int64_t iters) {
-  TORCH_CHECK_VALUE(t_in.device().is_cpu(), "t must be a CPU tensor (axis_cem_iterate), got ", t_in.device());
-  check_dtype(t_in, at::kDouble, "t");
-  TORCH_CHECK_VALUE(t_in.dim() == 2, "t must be [G, n], got ", t_in.sizes());
+  check_points(t_in, "axis_cem_iterate", {{&comp_in, "comp"}, {&cls_in, "cls"}});
   TORCH_CHECK_VALUE(cnt_in.dim() == 3 && cnt_in.size(2) >= 1, "cnt must be [G, K, m] with m >= 1, got ",
                     cnt_in.sizes());
   TORCH_CHECK_VALUE(iters >= 0, "iters must be >= 0, got ", iters);
   const int64_t G = t_in.size(0), n = t_in.size(1), K = cnt_in.size(1), m = cnt_in.size(2);
-  const std::pair<const at::Tensor*, const char*> idx[] = {{&comp_in, "comp"}, {&cls_in, "cls"}};
-  for (const auto& [x, name] : idx) {
-    check_same_device(*x, name, t_in, "t");
-    check_dtype(*x, at::kLong, name);
-    check_sizes(*x, {G, n}, name, "[G, n]");
-  }
-  const std::pair<const at::Tensor*, const char*> par[] = {{&cnt_in, "cnt"}, {&s1_in, "s1"}, {&s2_in, "s2"}};
-  for (const auto& [x, name] : par) {
-    check_same_device(*x, name, t_in, "t");
-    check_dtype(*x, at::kDouble, name);
-    check_sizes(*x, {G, K, m}, name, "[G, K, m]");
-  }
-  check_same_device(vf_in, "v_floor", t_in, "t");
-  check_dtype(vf_in, at::kDouble, "v_floor");
-  check_sizes(vf_in, {G, K}, "v_floor", "[G, K]");
+  for (const auto& [x, name] : {Named{&cnt_in, "cnt"}, Named{&s1_in, "s1"}, Named{&s2_in, "s2"}})
+    check_like(*x, name, t_in, "t", at::kDouble, {G, K, m}, "[G, K, m]");
+  check_like(vf_in, "v_floor", t_in, "t", at::kDouble, {G, K}, "[G, K]");
   auto t = t_in.contiguous(), comp = comp_in.contiguous(), vf = vf_in.contiguous();
-  TORCH_CHECK_VALUE(comp.numel() == 0 || (comp.min().item<int64_t>() >= 0 && comp.max().item<int64_t>() < K),
-                    "comp must lie in [0, K = ", K, ")");
+  check_labels(comp, K, "comp");
   auto cls = cls_in.contiguous().clone(), cnt = cnt_in.contiguous().clone();
   auto s1 = s1_in.contiguous().clone(), s2 = s2_in.contiguous().clone();
   at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
@@ -113,25 +95,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> axis_cem_iterate(
 // every point (k its label), summed over d in order in double (core/cem_core.h, axis_project)
 at::Tensor axis_project(const at::Tensor& x_in, const at::Tensor& labels_in, const at::Tensor& means_in,
                         const at::Tensor& q_in) {
-  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (axis_project), got ", x_in.device());
-  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
-                   "x must be float32 or float64, got ", x_in.scalar_type());
+  check_cpu_float(x_in, "x", "axis_project");
   TORCH_CHECK_VALUE(x_in.dim() == 3, "x must be [G, n, D], got ", x_in.sizes());
   TORCH_CHECK_VALUE(means_in.dim() == 3 && means_in.size(1) >= 1, "means must be [G, K, D] with K >= 1, got ",
                     means_in.sizes());
   const int64_t G = x_in.size(0), n = x_in.size(1), D = x_in.size(2), K = means_in.size(1);
-  check_same_device(labels_in, "labels", x_in, "x");
-  check_dtype(labels_in, at::kLong, "labels");
-  check_sizes(labels_in, {G, n}, "labels", "[G, n]");
-  const std::pair<const at::Tensor*, const char*> par[] = {{&means_in, "means"}, {&q_in, "q"}};
-  for (const auto& [t, name] : par) {
-    check_same_device(*t, name, x_in, "x");
-    check_dtype(*t, x_in.scalar_type(), name);
-    check_sizes(*t, {G, K, D}, name, "[G, K, D]");
-  }
+  check_like(labels_in, "labels", x_in, "x", at::kLong, {G, n}, "[G, n]");
+  for (const auto& [t, name] : {Named{&means_in, "means"}, Named{&q_in, "q"}})
+    check_like(*t, name, x_in, "x", x_in.scalar_type(), {G, K, D}, "[G, K, D]");
   auto x = x_in.contiguous(), labels = labels_in.contiguous(), means = means_in.contiguous(), q = q_in.contiguous();
-  TORCH_CHECK_VALUE(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < K),
-                    "labels must lie in [0, K = ", K, ")");
+  check_labels(labels, K, "labels");
   auto t = at::empty({G, n}, x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "axis_project", [&] {
     at::parallel_for(0, G, 1, [&](int64_t b, int64_t e) {

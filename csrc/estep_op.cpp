@@ -14,6 +14,7 @@
 
 namespace {
 
+using dga_checks::check_cpu_float;
 using dga_checks::check_dtype;
 using dga_checks::check_same_device;
 using dga_checks::check_sizes;
@@ -22,9 +23,7 @@ constexpr int64_t kRowsPerTask = 16 * dga_core::kEstepTile;   // rows of one gro
 
 void check_inputs(const at::Tensor& x, const at::Tensor& means, const at::Tensor& q, const at::Tensor& w,
                   const at::Tensor& inv_b, const at::Tensor& cst) {
-  TORCH_CHECK_VALUE(x.device().is_cpu(), "x must be a CPU tensor (hddc_estep_native), got ", x.device());
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-                   "x must be float32 or float64, got ", x.scalar_type());
+  check_cpu_float(x, "x", "hddc_estep_native");
   const std::pair<const at::Tensor*, const char*> params[] = {
       {&means, "means"}, {&q, "components"}, {&w, "w"}, {&inv_b, "inv_b"}, {&cst, "const"}};
   for (const auto& [t, name] : params) {

@@ -11,6 +11,7 @@
 
 namespace {
 
+using dga_checks::check_cpu_float;
 using dga_checks::check_dtype;
 using dga_checks::check_same_device;
 using dga_chunks::add_chunks;
@@ -18,9 +19,7 @@ using dga_chunks::chunks;
 using dga_chunks::kRowChunk;
 
 void check_inputs(const at::Tensor& x_in, const at::Tensor& c_in, const char* op) {
-  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (", op, "), got ", x_in.device());
-  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
-                   "x must be float32 or float64, got ", x_in.scalar_type());
+  check_cpu_float(x_in, "x", op);
   TORCH_CHECK_VALUE(x_in.dim() == 3 && x_in.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x_in.sizes());
   check_same_device(c_in, "centers", x_in, "x");
   check_dtype(c_in, x_in.scalar_type(), "centers");

@@ -7,14 +7,13 @@
 #include <vector>
 
 #include "core/moments_core.h"
+#include "op_checks.h"
 
 namespace {
 
 // x [G, N, D] -> shift [G, D], dev2 [G], sq [G] (float64): see moments_core.h
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_moments(const at::Tensor& x_in) {
-  TORCH_CHECK_VALUE(x_in.device().is_cpu(), "x must be a CPU tensor (group_moments), got ", x_in.device());
-  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
-                   "x must be float32 or float64, got ", x_in.scalar_type());
+  dga_checks::check_cpu_float(x_in, "x", "group_moments");
   TORCH_CHECK_VALUE(x_in.dim() == 3 && x_in.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x_in.sizes());
   auto x = x_in.contiguous();
   const int64_t G = x.size(0), N = x.size(1), D = x.size(2);

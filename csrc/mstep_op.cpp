@@ -18,6 +18,7 @@
 
 namespace {
 
+using dga_checks::check_cpu_float;
 using dga_checks::check_dtype;
 using dga_checks::check_same_device;
 using dga_checks::check_sizes;
@@ -26,9 +27,7 @@ using dga_chunks::chunks;
 using dga_chunks::kRowChunk;
 
 void check_x_resp(const at::Tensor& x, const at::Tensor& resp, const char* op) {
-  TORCH_CHECK_VALUE(x.device().is_cpu(), "x must be a CPU tensor (", op, "), got ", x.device());
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-                   "x must be float32 or float64, got ", x.scalar_type());
+  check_cpu_float(x, "x", op);
   TORCH_CHECK_VALUE(x.dim() == 3 && x.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x.sizes());
   check_same_device(resp, "resp", x, "x");
   check_dtype(resp, x.scalar_type(), "resp");
@@ -156,7 +155,10 @@ void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
                             evecs.data_ptr<scalar_t>() + b * D * top, ok.data());
     });
     for (int64_t m = b; m < e; ++m)
-      if (!ok[static_cast<size_t>(m - b)]) lapack_one(zero_rounding_level(W), evals, evecs, m);
+      if (!ok[static_cast<size_t>(m - b)]) {   // that matrix alone
+        auto ev_m = evals.narrow(0, m, 1), vec_m = evecs.narrow(0, m, 1);
+        lapack_one(zero_rounding_level(W.narrow(0, m, 1)), ev_m, vec_m, 0);
+      }
     return;
   }
   auto Wz = zero_rounding_level(W.narrow(0, b, e - b));
@@ -177,9 +179,7 @@ void eigh_slice(const at::Tensor& W, at::Tensor& evals, at::Tensor& evecs, int64
 // of the `top` largest, ascending (top <= 0 or > D: all D, as torch.linalg.eigh), with robust_eigh's contract:
 // rounding-level entries zeroed first; a non-finite matrix gets NaN eigenpairs
 std::tuple<at::Tensor, at::Tensor> batched_eigh(const at::Tensor& W_in, int64_t top) {
-  TORCH_CHECK_VALUE(W_in.device().is_cpu(), "W must be a CPU tensor (batched_eigh), got ", W_in.device());
-  TORCH_CHECK_TYPE(W_in.scalar_type() == at::kFloat || W_in.scalar_type() == at::kDouble,
-                   "W must be float32 or float64, got ", W_in.scalar_type());
+  check_cpu_float(W_in, "W", "batched_eigh");
   TORCH_CHECK_VALUE(W_in.dim() == 3 && W_in.size(1) == W_in.size(2), "W must be [M, D, D], got ", W_in.sizes());
   auto W = W_in.contiguous();
   const int64_t M = W.size(0), D = W.size(1);

@@ -20,4 +20,25 @@ inline void check_sizes(const at::Tensor& t, at::IntArrayRef want, const char* n
   TORCH_CHECK_VALUE(t.sizes() == want, name, " must be ", shape, " = ", want, ", got ", t.sizes());
 }
 
+// t is a CPU tensor (the op `op` has no other device) of float32 or float64
+inline void check_cpu_float(const at::Tensor& t, const char* name, const char* op) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), name, " must be a CPU tensor (", op, "), got ", t.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+                   " must be float32 or float64, got ", t.scalar_type());
+}
+
+// t is on ref's device, of dtype `want` and of exactly the sizes `sizes` (rendered as `shape`)
+inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name,
+                       at::ScalarType want, at::IntArrayRef sizes, const char* shape) {
+  check_same_device(t, name, ref, ref_name);
+  check_dtype(t, want, name);
+  check_sizes(t, sizes, name, shape);
+}
+
+// the int64 labels (contiguous) lie in [0, K)
+inline void check_labels(const at::Tensor& labels, int64_t K, const char* name) {
+  TORCH_CHECK_VALUE(labels.numel() == 0 || (labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < K),
+                    name, " must lie in [0, K = ", K, ")");
+}
+
 }  // namespace dga_checks

@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/chunk_sums.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -23,12 +25,7 @@ inline at::Tensor add_chunks(const at::Tensor& part, at::ScalarType dtype) {
   auto out = at::empty(sizes, part.options());
   const double* p = part.data_ptr<double>();
   double* o = out.data_ptr<double>();
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t l = 0; l < L; ++l) {
-      double acc = 0.0;
-      for (int64_t c = 0; c < C; ++c) acc += p[(g * C + c) * L + l];
-      o[g * L + l] = acc;
-    }
+  for (int64_t g = 0; g < G; ++g) dga_core::add_chunks(p + g * C * L, C, L, o + g * L);
   return out.to(dtype);
 }
 

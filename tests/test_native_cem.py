@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from dga_fast import native, ops
+from dga_fast.distributed import LOCAL
 from dga_fast.mixture.axis_split import (AxisKernels, _class_stats, cem_assign, cem_iterate, principal_axis_test,
                                          project_on_axis)
 from dga_fast.ops.axis_cem import naive
@@ -52,7 +53,7 @@ def test_cem_loop_matches_the_reference_loop(G, n, K, m, scale, ties, iters, see
     """The native loop (per-group stop) against the reference loop of reference steps (global stop): the same
     classes, the same statistics up to rounding (the class parameters between steps are computed in C++)."""
     t, comp, prev, *_ = _inputs(G, n, K, m, scale, seed, ties)
-    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + prev, G, K * m, _local()))
+    cnt, s1, s2 = (a.view(G, K, m) for a in _class_stats(t, comp * m + prev, G, K * m, LOCAL))
     v_floor = (1e-4 * scale ** 2) * torch.ones(G, K, dtype=torch.float64)
     want = cem_iterate(t, comp, prev, cnt, s1, s2, v_floor, iters)
     got = torch.ops.dga_fast.axis_cem_iterate(t, comp, prev, cnt, s1, s2, v_floor, iters)
@@ -61,11 +62,6 @@ def test_cem_loop_matches_the_reference_loop(G, n, K, m, scale, ties, iters, see
         top = float(b.abs().max()) if b.numel() else 0.0
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * max(1.0, top))
     assert torch.equal(prev, _inputs(G, n, K, m, scale, seed, ties)[2])     # the inputs are not modified
-
-
-def _local():
-    from dga_fast.distributed import LOCAL
-    return LOCAL
 
 
 def test_cem_loop_rejects_bad_input():

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "chunk_sums.h"
 #include "isa.h"
 
 namespace dga_core {
@@ -122,11 +123,8 @@ int lloyd_impl(const T* x, int64_t N, int64_t D, T* centers, int64_t K, int max_
     for (int64_t c = 0; c < C; ++c)
       kmeans_assign(x, c * chunk, std::min(N, (c + 1) * chunk), D, ct.data(), K, out, cnt.data() + c * K,
                     sum.data() + c * K * D);
-    for (int64_t i = 0; i < K * (D + 1); ++i) {   // i < K: counts; then the sums
-      double acc = 0.0;
-      for (int64_t c = 0; c < C; ++c) acc += i < K ? cnt[c * K + i] : sum[c * K * D + (i - K)];
-      (i < K ? counts[i] : sums[i - K]) = static_cast<T>(acc);
-    }
+    add_chunks(cnt.data(), C, K, counts.data());
+    add_chunks(sum.data(), C, K * D, sums.data());
   };
   step(labels);
   int it = 0;

@@ -11,6 +11,32 @@
 
 using namespace dga_core;
 
+// the first nearest of the K centres c [K, D] to the row xi, by direct differences in double
+template <typename T>
+static int64_t nearest(const T* xi, const std::vector<T>& c, int64_t K, int64_t D) {
+  int64_t best = 0;
+  double top = 0.0;
+  for (int64_t k = 0; k < K; ++k) {
+    double d = 0.0;
+    for (int64_t j = 0; j < D; ++j) {
+      const double diff = double(xi[j]) - double(c[k * D + j]);
+      d += diff * diff;
+    }
+    if (k == 0 || d < top) best = k, top = d;
+  }
+  return best;
+}
+
+// the centres transposed to [D, kmeans_padded(K)] in double, as the op gives them to kmeans_assign
+template <typename T>
+static std::vector<double> transposed(const std::vector<T>& c, int64_t K, int64_t D) {
+  const int64_t Kp = kmeans_padded(K);
+  std::vector<double> ct(static_cast<size_t>(D * Kp), 0.0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < D; ++j) ct[j * Kp + k] = static_cast<double>(c[k * D + j]);
+  return ct;
+}
+
 template <typename T>
 static void check_case(int64_t n, int64_t K, int64_t D, unsigned seed) {
   std::mt19937 rng(seed);
@@ -22,10 +48,7 @@ static void check_case(int64_t n, int64_t K, int64_t D, unsigned seed) {
       x[i * D + j] = i % 5 == 0 ? c[j] : static_cast<T>(nd(rng));
   if (K > 1)
     for (int64_t j = 0; j < D; ++j) c[(K - 1) * D + j] = c[j];
-  const int64_t Kp = kmeans_padded(K);
-  std::vector<double> ct(static_cast<size_t>(D * Kp), 0.0);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < D; ++j) ct[j * Kp + k] = static_cast<double>(c[k * D + j]);
+  const std::vector<double> ct = transposed(c, K, D);
   std::vector<int64_t> labels(static_cast<size_t>(n), -1);
   std::vector<double> counts(K, 0.0), sums(K * D, 0.0), counts2(K, 0.0), sums2(K * D, 0.0);
   kmeans_assign(x.data(), 0, n, D, ct.data(), K, labels.data(), counts.data(), sums.data());
@@ -34,16 +57,7 @@ static void check_case(int64_t n, int64_t K, int64_t D, unsigned seed) {
   kmeans_assign(x.data(), cut, n, D, ct.data(), K, labels.data(), counts2.data(), sums2.data());
   std::vector<double> wc(K, 0.0), ws(K * D, 0.0);
   for (int64_t i = 0; i < n; ++i) {
-    int64_t best = 0;
-    double top = 0.0;
-    for (int64_t k = 0; k < K; ++k) {
-      double d = 0.0;
-      for (int64_t j = 0; j < D; ++j) {
-        const double diff = double(x[i * D + j]) - double(c[k * D + j]);
-        d += diff * diff;
-      }
-      if (k == 0 || d < top) best = k, top = d;
-    }
+    const int64_t best = nearest(x.data() + i * D, c, K, D);
     CHECK(labels[i] == best);
     wc[best] += 1.0;
     for (int64_t j = 0; j < D; ++j) ws[best * D + j] += double(x[i * D + j]);
@@ -70,19 +84,14 @@ static void check_loop(int64_t n, int64_t K, int64_t D, unsigned seed) {
   std::vector<int64_t> labels(static_cast<size_t>(n)), first(static_cast<size_t>(n));
   CHECK(kmeans_lloyd(x.data(), n, D, c0.data(), K, 0, 7, first.data()) == 0);
   CHECK(c0 == c);
+  std::vector<int64_t> step(static_cast<size_t>(n));
+  std::vector<double> counts(K, 0.0), sums(K * D, 0.0);
+  kmeans_assign(x.data(), 0, n, D, transposed(c, K, D).data(), K, step.data(), counts.data(), sums.data());
+  CHECK(first == step);
   const int it = kmeans_lloyd(x.data(), n, D, c.data(), K, 50, 7, labels.data());
   CHECK(it >= 0 && it <= 50);
   if (it < 50)
-    for (int64_t i = 0; i < n; ++i) {
-      double best = 1e300;
-      int64_t arg = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        double d = 0.0;
-        for (int64_t j = 0; j < D; ++j) d += (double(x[i * D + j]) - double(c[k * D + j])) * (double(x[i * D + j]) - double(c[k * D + j]));
-        if (d < best) best = d, arg = k;
-      }
-      CHECK(labels[i] == arg);
-    }
+    for (int64_t i = 0; i < n; ++i) CHECK(labels[i] == nearest(x.data() + i * D, c, K, D));
 }
 
 int main() {

@@ -12,11 +12,15 @@ from ...mixture.init import kmeans_step, lloyd
 from ..registry import use_native_cpu
 
 
+def _native(x: torch.Tensor, centers: torch.Tensor) -> bool:
+    return use_native_cpu(x, (torch.float32, torch.float64)) and centers.dtype == x.dtype
+
+
 def kmeans_assign(x: torch.Tensor,        # [G, n, D]
                   centers: torch.Tensor   # [G, K, D]
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:   # labels [G, n], counts [G, K], sums [G, K, D]
     """See ``mixture.init.kmeans_step``."""
-    if use_native_cpu(x, (torch.float32, torch.float64)) and centers.dtype == x.dtype:
+    if _native(x, centers):
         return torch.ops.dga_fast.kmeans_assign(x, centers)
     return kmeans_step(x, centers)
 
@@ -27,7 +31,6 @@ def kmeans_lloyd(x: torch.Tensor,        # [G, n, D]
     """``mixture.init.lloyd`` on one process. The native loop runs the groups in parallel, so it is taken when
     there are at least as many groups as threads; else the loop of native steps (each step parallel over row
     chunks too). Both give the same numbers."""
-    if (use_native_cpu(x, (torch.float32, torch.float64)) and centers.dtype == x.dtype
-            and x.shape[0] >= torch.get_num_threads()):
+    if _native(x, centers) and x.shape[0] >= torch.get_num_threads():
         return torch.ops.dga_fast.kmeans_lloyd(x, centers, int(max_iter))
     return lloyd(x, centers, max_iter, step=kmeans_assign)
