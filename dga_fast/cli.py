@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from . import distributed as dist_
+from .loggers import LOGGERS
 from .lr_schedule import SCHEDULES
 from .runs import DATASETS, load_run, make_dataset, run_config
 
@@ -51,48 +52,42 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _train_sections(args, out: Path) -> tuple[dict, dict, dict]:
+    """(model, train, dataset) of the run ``train`` is asked for (``train_setup``): a fresh run's first stage
+    loaded; on ``--resume`` every value asked must equal the run's own, except those a continued run may change."""
+    from . import train_setup
+    stored = None
+    if args.resume:
+        if not (out / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: {out}/config.json not found (is {out} a train run directory?)")
+        stored = run_config(out)
+    cfg = train_setup.requested(args, stored)
+    model_cfg, train_cfg, data_cfg = cfg["model"], cfg["train"], cfg["dataset"]
+    if stored is not None:
+        bad = train_setup.resume_conflicts(stored, cfg)
+        if bad:
+            raise ValueError(f"--resume continues the run in {out} with its own configuration; the command asks "
+                             f"otherwise for: {'; '.join(bad)} (only {', '.join(sorted(k for _, k in train_setup.RESUME_MUTABLE))} "
+                             "may change)")
+        return model_cfg, train_cfg, data_cfg
+    if model_cfg.get("first_stage") is not None and data_cfg.get("first_stage") is None:
+        raise ValueError(f"the {args.preset or 'configured'} model diffuses latents: train its first stage first "
+                         f"(python -m dga_fast train-autoencoder --out RUN_AE ...) and pass --first-stage RUN_AE")
+    if data_cfg.get("first_stage") is not None:
+        from .nn import FirstStage
+        model_cfg["first_stage"] = FirstStage.load(data_cfg["first_stage"])
+        model_cfg.setdefault("image_size", model_cfg["first_stage"].config["image_size"])
+    data_cfg["image_size"] = model_cfg["image_size"]
+    return model_cfg, train_cfg, data_cfg
+
+
 def cmd_train(args) -> int:
-    from dataclasses import asdict
     from .collapse import EncoderCollapse
     from .model import AnchoredDiffusion
-    from .presets import PRESETS, use_published_dyga
     from .train import TrainConfig, fit
 
     out = Path(args.out)
-    if args.resume:
-        cfg = run_config(out)
-        model_cfg, train_cfg, data_cfg = cfg["model"], cfg["train"], cfg["dataset"]
-        if args.steps is not None:
-            train_cfg["steps"] = args.steps
-    else:
-        preset = PRESETS[args.preset]
-        model_cfg = dict(preset["model"])
-        train_cfg = asdict(TrainConfig(**preset["train"]))
-        if model_cfg.get("first_stage") is not None and args.first_stage is None:
-            raise ValueError(f"the {args.preset} preset diffuses latents: train its first stage first "
-                             f"(python -m dga_fast train-autoencoder --out RUN_AE ...) and pass --first-stage RUN_AE")
-        if args.first_stage is not None:
-            from .nn import FirstStage
-            model_cfg["first_stage"] = FirstStage.load(args.first_stage)
-            if args.image_size is None:   # the first stage's image size unless --image-size says otherwise
-                model_cfg["image_size"] = model_cfg["first_stage"].config["image_size"]
-        if args.image_size is not None:
-            model_cfg["image_size"] = args.image_size
-        if args.no_anchoring:
-            model_cfg["anchoring"] = None
-        if args.published_dyga:
-            use_published_dyga(model_cfg, train_cfg)
-        if args.skip_dropout is not None:
-            model_cfg["skip_dropout"] = args.skip_dropout
-        for key in ("steps", "batch_size", "ckpt_every", "seed", "lr", "lr_schedule", "ema_decay"):
-            if getattr(args, key) is not None:
-                train_cfg[key] = getattr(args, key)
-        data_cfg = {"name": args.dataset, "data_dir": args.data_dir, "image_size": model_cfg["image_size"]}
-        if args.first_stage is not None:
-            data_cfg["first_stage"] = str(Path(args.first_stage).resolve())
-    for key in ("on_collapse", "collapse_threshold"):   # may change on --resume
-        if getattr(args, key) is not None:
-            train_cfg[key] = getattr(args, key)
+    model_cfg, train_cfg, data_cfg = _train_sections(args, out)
     train_cfg["progress"] = not args.no_progress
     device = _device(args.device)
     # under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU), one GPU per rank
@@ -214,7 +209,8 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import DEFAULT_METRICS, METRICS
     from .presets import PRESETS
     p = argparse.ArgumentParser(prog="dga-fast", description="Dynamic Gaussian Anchoring toolkit")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -243,10 +239,13 @@ def main(argv=None) -> int:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("train", help="train an AnchoredDiffusion model")
-    t.add_argument("--dataset", choices=DATASETS, default="synthetic-shapes")
+    t.add_argument("--dataset", choices=DATASETS, default=None, help="default: synthetic-shapes")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None, help="default: tiny")
+    t.add_argument("--config", metavar="FILE", default=None,
+                   help="a YAML or JSON file with sections model, train, dataset (and optionally preset), e.g. a "
+                        "run's config.json; it overrides the preset and the flags override it")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int)
@@ -256,7 +255,15 @@ def main(argv=None) -> int:
     t.add_argument("--lr-schedule", choices=SCHEDULES, default=None, help="default: the preset's")
     t.add_argument("--ema-decay", type=float, default=None,
                    help="keep a moving average of the weights (ema.safetensors in each checkpoint)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint; the other flags (and --config) may "
+                        "repeat the run's values, and change only --steps, --ckpt-every, --on-collapse, "
+                        "--collapse-threshold, --logger and --image-every")
+    t.add_argument("--logger", choices=LOGGERS, default=None,
+                   help="jsonl (default: log.jsonl) or tensorboard (also event files in OUT/tensorboard: scalars, "
+                        "image grids, hyperparameters; needs the tensorboard package)")
+    t.add_argument("--image-every", type=int, default=None,
+                   help="with --logger tensorboard: image grids every this many steps (default: --ckpt-every)")
     t.add_argument("--no-anchoring", action="store_true", help="EncDiff baseline: no DyGA")
     t.add_argument("--published-dyga", action="store_true",
                    help="DyGA as the published code runs it, for comparisons (README 'Published behaviour')")
@@ -300,18 +307,19 @@ def main(argv=None) -> int:
         s.add_argument("--seed", type=int, default=0)
     e = sub.add_parser("evaluate", help="disentanglement metrics of a run: metrics.json and plots")
     e.add_argument("run_dir")
-    e.add_argument("--metrics", default="mig,dci,sap,modularity,factor_vae,beta_vae",
-                   help="comma-separated subset of mig,dci,sap,modularity,factor_vae,beta_vae,tad "
-                        "(tad needs binary attributes, as CelebA's)")
+    e.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help=f"comma-separated subset of {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)}; "
+                        "tad needs binary attributes, as CelebA's)")
     e.add_argument("--samples", type=int, default=None,
                    help="train sample count of every metric (default: DESIGN's 10k; smaller is faster)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    if args.cmd == "train" and args.resume and (args.first_stage is not None or any(
-            getattr(args, k) is not None for k in ("image_size", "skip_dropout", "batch_size"))):
-        p.error("--resume continues a run with its own configuration: --image-size, --skip-dropout, "
-                "--batch-size and --first-stage cannot change it")
     if args.cmd == "anchors-demo":
         for name in ("units", "tokens", "dim"):
             if getattr(args, name) < 1:

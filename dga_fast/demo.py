@@ -184,7 +184,7 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     evaluation = None
     if eval_samples is not None:
         from .evaluate import evaluate_run
-        ev = evaluate_run(out, ("mig", "dci", "sap", "modularity", "factor_vae"), eval_samples, seed,
+        ev = evaluate_run(out, ("mig", "dci", "sap", "modularity", "factor_vae", "infomec"), eval_samples, seed,
                           progress=progress)
         evaluation = {"scores": ev["scores"], "samples": eval_samples,
                       "seconds": round(sum(ev["seconds"].values()), 1)}

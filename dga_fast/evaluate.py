@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "tad", "anchor_purity")
+METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec", "tad", "anchor_purity")
 # what `evaluate` computes unless told otherwise (TAD only applies to binary attributes, as CelebA's;
 # anchor_purity generates images: units x components x 16 DDIM samples)
-DEFAULT_METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae")
+DEFAULT_METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec")
 
 
 def _heatmap(matrix, xlabels, ylabels, title, path):
@@ -48,6 +48,7 @@ def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None,
                                                           "num_eval": max(n // 20, 5)})),
         "beta_vae": lambda: M.beta_vae_score(
             rep, ds, seed=seed, **({} if n is None else {"num_train": max(n // 10, 5), "num_eval": max(n // 20, 5)})),
+        "infomec": lambda: M.infomec(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
         "tad": lambda: M.tad(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
         "anchor_purity": lambda: M.anchor_purity(model, ds, seed=seed, progress=progress,
                                                  **({} if n is None else {"n_base": max(2, min(16, n // 10))})),
@@ -122,6 +123,9 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
         "explicitness": results.get("modularity", {}).get("explicitness"),
         "factor_vae": results.get("factor_vae", {}).get("factor_vae"),
         "beta_vae": results.get("beta_vae", {}).get("beta_vae"),
+        "infom": results.get("infomec", {}).get("infom"),
+        "infoe": results.get("infomec", {}).get("infoe"),
+        "infoc": results.get("infomec", {}).get("infoc"),
         "tad": results.get("tad", {}).get("tad"),
     }
     out = {"scores": {k: v for k, v in headline.items() if v is not None}, "seconds": seconds,

@@ -27,6 +27,7 @@ from .checkpoint import (agreed_checkpoint, read_tensors, read_training_state, t
                          write_training_state)
 from .collapse import CollapseGuard, EncoderCollapse
 from .data.batches import BatchStream, get_batch, step_seed
+from .loggers import LOGGERS, make_logger
 from .lr_schedule import SCHEDULES, lr_at
 from .refit_schedule import REFIT_SCHEDULES, RefitSchedule
 
@@ -53,6 +54,8 @@ class TrainConfig:
     progress: bool = True
     on_collapse: str = "warn"       # all units dead: "warn" or "stop" (checkpoint, raise EncoderCollapse)
     collapse_threshold: float = 0.1  # a unit is dead below this fraction of its peak token spread
+    logger: str = "jsonl"           # or "tensorboard": also TensorBoard event files (dga_fast.loggers)
+    image_every: int | None = None  # tensorboard image grids every this many steps (None: ckpt_every)
 
     def validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "refit_every", "refit_samples", "ckpt_every", "log_every"):
@@ -68,6 +71,10 @@ class TrainConfig:
         if not 0 <= self.lr_warmup < 1:
             raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
         CollapseGuard(self.collapse_threshold, self.on_collapse)   # validates both
+        check_choice("logger", self.logger, LOGGERS)
+        if self.image_every is not None and (isinstance(self.image_every, bool) or not isinstance(self.image_every, int)
+                                             or self.image_every < 1):
+            raise ValueError(f"image_every must be an int >= 1 or None, got {self.image_every!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         return self
@@ -150,7 +157,8 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     net = _LossForward(model)
     if R.world > 1:
         net = _wrap_ddp(net, device)
-    log = open(out / "log.jsonl", "a") if out is not None and main else None
+    log = make_logger(cfg.logger, out, run_cfg, cfg.image_every or cfg.ckpt_every, resume) \
+        if out is not None and main else None
     bar = None
     if cfg.progress and main:
         from tqdm.auto import tqdm
@@ -186,8 +194,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             imgs += cfg.batch_size * R.world
             events = schedule.after_step(step, model, dataset, R)
             if log is not None and events:
-                log.writelines(json.dumps(e) + "\n" for e in events)
-                log.flush()
+                log.events(events)
             if schedule.stop:
                 ck = save_training_state(out, step, model, opt, ema, cfg, schedule, history) \
                     if out is not None and main else None
@@ -197,15 +204,16 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
                 ips = imgs / max(now - t_last, 1e-9)
                 t_last, imgs = now, 0
                 if log is not None:
-                    log.write(json.dumps({"step": step, "loss": lv, "lr": opt.param_groups[0]["lr"],
-                                         "images_per_s": round(ips, 2), **grads}) + "\n")
-                    log.flush()
+                    log.scalars({"step": step, "loss": lv, "lr": opt.param_groups[0]["lr"],
+                                 "images_per_s": round(ips, 2), **grads})
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{ips:.1f}")
             if bar is not None:
                 bar.update()
             if out is not None and main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 save_training_state(out, step, model, opt, ema, cfg, schedule, history)
+            if log is not None:
+                log.images(step, model, dataset)
             if callback is not None:
                 callback(step, model)
     except EncoderCollapse:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..np_random import uniform_factors
+
 
 def pixel_grid(S: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``yy, xx [S, S]``: the pixel centres of an ``S``×``S`` image in [-1, 1] (y down, x right)."""
@@ -46,10 +48,10 @@ class FactorGrid(torch.utils.data.Dataset):
     def factors(self) -> torch.Tensor:  # [len, F], all combinations in index order
         return self.index_to_factors(torch.arange(len(self)))
 
-    def sample_factors(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """``n`` factor vectors drawn uniformly (what the disentanglement metrics need)."""
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        return np.stack([rng.integers(0, s, n) for s in self.factor_sizes], axis=1)
+    def sample_factors(self, n: int, rng=None) -> np.ndarray:
+        """``n`` factor vectors drawn uniformly (what the disentanglement metrics need); ``rng``: a NumPy
+        ``Generator`` or ``RandomState`` (disentanglement_lib's), an int seed or ``None``."""
+        return uniform_factors(rng, self.factor_sizes, n)
 
     def _check_factors(self, f) -> torch.Tensor:
         f = torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f).to(torch.int64)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..np_random import draw_integers, numpy_rng
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -71,8 +73,8 @@ class _FactorDataset(torch.utils.data.Dataset):
         return x[0], f[0]
 
     def sample_factors(self, n: int, rng=None) -> np.ndarray:
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        return self.factors[rng.integers(0, len(self), n)]
+        """``n`` rows' factors, rows drawn uniformly with replacement; ``rng`` as ``FactorGrid.sample_factors``."""
+        return self.factors[draw_integers(numpy_rng(rng), len(self), n)]
 
     def images_from_factors(self, f) -> torch.Tensor:
         f = np.asarray(f, dtype=np.int64)

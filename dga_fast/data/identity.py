@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..np_random import uniform_factors
+
 
 class FactorsAsImages:
     """``images_from_factors(f)`` returns the factors themselves as a float64 tensor ``[n, F]``;
@@ -17,8 +19,7 @@ class FactorsAsImages:
         self.factor_sizes = sizes
 
     def sample_factors(self, n: int, rng=None) -> np.ndarray:  # [n, F]
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        return np.stack([rng.integers(0, s, n) for s in self.factor_sizes], 1)
+        return uniform_factors(rng, self.factor_sizes, n)
 
     def images_from_factors(self, f) -> torch.Tensor:  # [n, F] -> [n, F]
         return torch.as_tensor(np.asarray(f), dtype=torch.float64)

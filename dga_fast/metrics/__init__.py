@@ -2,7 +2,10 @@
 
 Every metric takes a representation — a function images → ``[B, U]`` together with a dataset that provides
 ``sample_factors(n, rng)`` and ``images_from_factors(f)``, or (except FactorVAE) precomputed
-``(reps [N, U], factors [N, F])`` arrays — and a seed; sample counts default to DESIGN §7.
+``(reps [N, U], factors [N, F])`` arrays — and a seed (an int, as ``numpy.random.RandomState(seed)``, or a
+``RandomState`` / ``Generator`` to draw from); sample counts default to DESIGN §7. ``sample_factors`` receives a
+``RandomState`` that also has ``Generator.integers``: datasets written for disentanglement_lib
+(``random_state.randint``) and for NumPy's newer API (``rng.integers``) both work.
 TAD takes binary attributes (CelebA). ``anchor_purity`` scores a generative model's DyGA regions (it
 generates images).
 """
@@ -10,9 +13,10 @@ from .anchor_purity import anchor_purity
 from .beta_vae import beta_vae_score
 from .dci import dci
 from .factor_vae import factor_vae_score
+from .infomec import infomec
 from .mig import mig
 from .modularity import modularity_explicitness
 from .sap import sap
 from .tad import tad
 
-__all__ = ["anchor_purity", "beta_vae_score", "dci", "factor_vae_score", "mig", "modularity_explicitness", "sap", "tad"]
+__all__ = ["anchor_purity", "beta_vae_score", "dci", "factor_vae_score", "infomec", "mig", "modularity_explicitness", "sap", "tad"]

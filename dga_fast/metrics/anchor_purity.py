@@ -25,7 +25,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.dlib_adapter import as_factor_dataset
 from ..mixture.normalise import denormalise_means
+from ..np_random import as_random_state, int_seed
 from .image_probe import ImageFactorProbe
 
 
@@ -91,10 +93,12 @@ def anchor_purity(model, dataset, *, probe=None, anchoring=None, n_base: int = 1
     ``purity_above_chance``, per unit ``units`` (factor, purity, pooled level, per-factor values, regions) and ``probe_accuracy`` per factor."""
     from tqdm.auto import tqdm
     dyga = _check(model, n_base, anchoring)
+    rng = as_random_state(seed)
+    dataset = as_factor_dataset(dataset, rng)
+    seed = int_seed(seed, rng)
     probe = probe if probe is not None else ImageFactorProbe.fit(dataset, seed=seed, max_classes=max_classes,
                                                                  progress=progress)
     names = list(getattr(dataset, "factor_names", [f"factor{i}" for i in range(len(dataset.factor_sizes))]))
-    rng = np.random.default_rng(seed)
     base = torch.as_tensor(dataset.images_from_factors(dataset.sample_factors(n_base, rng))).float()
     device = model.device if hasattr(model, "device") else torch.device("cpu")
     tokens = model.encode(base.to(device))                                       # [n, U, Dc]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.dlib_adapter import as_factor_dataset
+from ..np_random import as_random_state
 from .common import represent
 
 
@@ -10,7 +12,7 @@ def _points(representation, dataset, n_points, batch_size, rng, rep_batch):
     F = len(dataset.factor_sizes)
     feats, labels = [], np.empty(n_points, dtype=np.int64)
     for p in range(n_points):
-        k = int(rng.integers(F))
+        k = int(rng.randint(F))
         f1 = np.asarray(dataset.sample_factors(batch_size, rng), dtype=np.int64)
         f2 = np.asarray(dataset.sample_factors(batch_size, rng), dtype=np.int64)
         f2[:, k] = f1[:, k]
@@ -30,7 +32,8 @@ def beta_vae_score(representation, dataset, *, num_train: int = 10_000, num_eval
     from sklearn.linear_model import LogisticRegression
     if not callable(representation):
         raise TypeError("beta_vae_score needs a representation function (images -> [B, U])")
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
+    dataset = as_factor_dataset(dataset, rng)
     xtr, ytr = _points(representation, dataset, num_train, batch_size, rng, rep_batch)
     xev, yev = _points(representation, dataset, num_eval, batch_size, rng, rep_batch)
     clf = LogisticRegression(max_iter=1000).fit(xtr, ytr)

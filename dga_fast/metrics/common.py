@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.dlib_adapter import as_factor_dataset
+
 
 def _to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -27,12 +29,15 @@ def represent(representation, dataset, factors: np.ndarray, batch_size: int = 25
     return reps
 
 
-def sample(representation, dataset, n: int, rng: np.random.Generator,
+def sample(representation, dataset, n: int, rng: np.random.RandomState,
            batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """``n`` i.i.d. pairs ``(reps [n, U], factors [n, F])``. ``representation`` is a callable (images →
     ``[B, U]``, with ``dataset`` giving ``sample_factors`` and ``images_from_factors``) or a precomputed
     ``(reps, factors)`` pair, of which the first ``n`` rows are used; fewer than ``n`` rows is an error
-    (pass smaller sample counts instead)."""
+    (pass smaller sample counts instead). ``rng`` is handed to ``dataset.sample_factors(n, rng)``: the metrics pass
+    a ``dga_fast.np_random.CompatRandomState``, disentanglement_lib's ``RandomState`` that also has ``integers``,
+    so a dataset written for disentanglement_lib (``random_state.randint``) or for NumPy's ``Generator``
+    (``rng.integers``) works unchanged."""
     if isinstance(representation, tuple):
         reps, factors = (_to_numpy(representation[0]), np.asarray(representation[1]))
         if reps.ndim != 2 or factors.ndim != 2 or len(reps) != len(factors):
@@ -44,6 +49,7 @@ def sample(representation, dataset, n: int, rng: np.random.Generator,
             raise ValueError(f"the metric needs {n} samples but the precomputed arrays hold {len(reps)}; "
                              "pass smaller num_train/num_test")
         return reps[:n], factors[:n].astype(np.int64)
+    dataset = as_factor_dataset(dataset, rng)
     if dataset is None or not hasattr(dataset, "sample_factors") or not hasattr(dataset, "images_from_factors"):
         raise TypeError("dataset must provide sample_factors(n, rng) and images_from_factors(f) when "
                         "representation is a function")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..np_random import as_random_state, int_seed
 from .common import sample, split
 
 
@@ -55,15 +56,18 @@ def dci(representation, dataset=None, *, num_train: int = 10_000, num_test: int 
     importances (slow: one tree per class per stage). ``backend="hist"`` (default) fits scikit-learn's
     ``HistGradientBoostingClassifier`` (100 iterations of depth-3 trees, no early stopping, like the classic
     defaults) and uses split-gain importances; factors are fitted in parallel (``n_jobs``). A test checks
-    that both agree within 0.03 on a fixed case. A factor with one value contributes no importance."""
+    that both agree within 0.04 on a noisy identity and a mixed code (the split-gain scores sit 0.03 below the
+    classic ones on the noisy identity, about 0 on the mixed code). A factor with one value contributes no
+    importance."""
     if backend not in ("hist", "classic"):
         raise ValueError(f"backend must be 'hist' or 'classic', got {backend!r}")
     from joblib import Parallel, delayed
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
     reps, factors = sample(representation, dataset, num_train + num_test, rng, batch_size)
     xtr, ytr, xte, yte = split(reps, factors, num_train)
     F = factors.shape[1]
-    fits = Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(xtr, ytr[:, f], xte, yte[:, f], backend, seed)
+    fit_seed = int_seed(seed, rng)
+    fits = Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(xtr, ytr[:, f], xte, yte[:, f], backend, fit_seed)
                                    for f in range(F))
     imp = np.stack([f[0] for f in fits], 1)                                    # [U, F]
     U = imp.shape[0]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.dlib_adapter import as_factor_dataset
+from ..np_random import as_random_state
 from .common import represent, sample
 
 
@@ -10,7 +12,7 @@ def _votes(representation, dataset, n_votes, batch_size, global_var, active, rng
     F = len(dataset.factor_sizes)
     votes = np.zeros((F, len(global_var)), dtype=np.int64)
     for _ in range(n_votes):
-        k = int(rng.integers(F))
+        k = int(rng.randint(F))
         f = np.asarray(dataset.sample_factors(batch_size, rng), dtype=np.int64)
         f[:, k] = f[0, k]
         reps = represent(representation, dataset, f, rep_batch)
@@ -35,7 +37,8 @@ def factor_vae_score(representation, dataset, *, num_variance_estimate: int = 10
                         "batches with one factor fixed, which precomputed arrays cannot provide")
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (a variance per batch), got {batch_size}")
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
+    dataset = as_factor_dataset(dataset, rng)
     reps, _ = sample(representation, dataset, num_variance_estimate, rng, rep_batch)
     global_var = np.var(reps, axis=0, ddof=1)
     active = global_var > 0

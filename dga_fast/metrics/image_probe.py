@@ -7,6 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.dlib_adapter import as_factor_dataset
+from ..np_random import as_random_state, int_seed
+
 
 def factor_classes(sizes, max_classes: int) -> list[int]:
     """Classes per factor: its number of values, or ``max_classes`` equal bins of them when it has more."""
@@ -53,10 +56,12 @@ class ImageFactorProbe:
         from tqdm.auto import tqdm
         sizes = list(dataset.factor_sizes)
         names = list(getattr(dataset, "factor_names", [f"factor{i}" for i in range(len(sizes))]))
-        rng = np.random.default_rng(seed)
+        rng = as_random_state(seed)
+        dataset = as_factor_dataset(dataset, rng)
         f = dataset.sample_factors(n_train + 512, rng)
         x = torch.as_tensor(dataset.images_from_factors(f)).float()
         y = torch.as_tensor(bin_factors(f, sizes, max_classes))
+        seed = int_seed(seed, rng)
         g = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..np_random import as_random_state
 from .common import discretize, factor_entropy, mutual_info_matrix, sample
 
 
@@ -16,7 +17,7 @@ def mig(representation, dataset=None, *, num_train: int = 10_000, num_bins: int 
     disentanglement_lib: a factor with a single value (entropy 0, where disentanglement_lib divides by
     zero) is left out of the mean and listed in ``skipped_factors``; with a single code dimension the gap
     is the top mutual information itself."""
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
     reps, factors = sample(representation, dataset, num_train, rng, batch_size)
     m = mutual_info_matrix(discretize(reps, num_bins, discretizer), factors)
     h = factor_entropy(factors)

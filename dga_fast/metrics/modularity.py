@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..np_random import as_random_state
 from .common import discretize, mutual_info_matrix, sample, split
 
 
@@ -20,7 +21,7 @@ def modularity_explicitness(representation, dataset=None, *, num_train: int = 10
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
     reps, factors = sample(representation, dataset, num_train + num_test, rng, batch_size)
     xtr, ytr, xte, yte = split(reps, factors, num_train)
     m = mutual_info_matrix(discretize(xtr, num_bins, discretizer), ytr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..np_random import as_random_state
 from .common import sample, split
 
 
@@ -13,7 +14,7 @@ def sap(representation, dataset=None, *, num_train: int = 10_000, num_test: int 
     over factors of the gap between the two best codes. A factor with one value (nothing to predict) scores
     accuracy 1 for every code and so contributes a gap of 0; a constant code scores chance."""
     from sklearn.svm import LinearSVC
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
     reps, factors = sample(representation, dataset, num_train + num_test, rng, batch_size)
     xtr, ytr, xte, yte = split(reps, factors, num_train)
     U, F = reps.shape[1], factors.shape[1]

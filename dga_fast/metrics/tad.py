@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..np_random import as_random_state
 from .common import sample
 
 
@@ -44,7 +45,7 @@ def tad(representation, dataset=None, *, num_samples: int = 10_000, seed: int = 
     is computed exactly with average ranks."""
     if not 0.0 < max_attribute_correlation <= 1.0:
         raise ValueError(f"max_attribute_correlation must be in (0, 1], got {max_attribute_correlation}")
-    rng = np.random.default_rng(seed)
+    rng = as_random_state(seed)
     reps, attrs = sample(representation, dataset, num_samples, rng, batch_size)
     if not np.isin(attrs, (0, 1)).all():
         raise ValueError("tad needs binary (0/1) attributes, as CelebA's; got factor values "
