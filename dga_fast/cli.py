@@ -202,7 +202,9 @@ def cmd_interchange(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_run
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    out = evaluate_run(args.run_dir, names, args.samples, args.seed, progress=not args.no_progress)
+    plots = [m.strip() for m in args.plots.split(",") if m.strip()]
+    out = evaluate_run(args.run_dir, names, args.samples, args.seed, progress=not args.no_progress,
+                       fid_weights=args.fid_weights, projections=plots)
     for k, v in out["scores"].items():
         print(f"{k:<22} {v:.4f}")
     print(f"wrote {Path(args.run_dir) / 'metrics.json'} and {', '.join(out['plots'])}")
@@ -313,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", type=int, default=None,
                    help="train sample count of every metric (default: DESIGN's 10k; smaller is faster)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--plots", default="",
+                   help="extra plots, comma-separated: pacmap and/or umap (each unit's tokens in that 2-D embedding, "
+                        "coloured by the factor the unit best explains; needs the pacmap / umap-learn package)")
+    e.add_argument("--fid-weights", metavar="PATH", default=None,
+                   help="the Inception weights for --metrics fid (default: downloaded on first use; offline, place "
+                        "the file and name it here)")
     e.add_argument("--no-progress", action="store_true")
     return p
 

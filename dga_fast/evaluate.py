@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec", "tad", "anchor_purity")
+METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec", "tad", "anchor_purity", "fid")
 # what `evaluate` computes unless told otherwise (TAD only applies to binary attributes, as CelebA's;
-# anchor_purity generates images: units x components x 16 DDIM samples)
+# anchor_purity generates images: units x components x 16 DDIM samples; fid generates one image per sample and
+# needs the Inception weights)
 DEFAULT_METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec")
 
 
@@ -31,10 +32,11 @@ def _heatmap(matrix, xlabels, ylabels, title, path):
 
 
 def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None, progress: bool = False,
-                 n_jobs: int | None = None) -> dict:
+                 n_jobs: int | None = None, fid_weights=None) -> dict:
     """``{metric name: () -> result}`` for representation ``rep(images) -> [N, U]`` on ``ds``; ``samples`` as in
     ``evaluate_run``; ``model`` (for ``anchor_purity``, which generates images) the model ``rep`` reads;
-    ``n_jobs`` DCI's classifier processes (None: its default)."""
+    ``n_jobs`` DCI's classifier processes (None: its default); ``fid_weights`` the Inception weight file (None:
+    downloaded on first use)."""
     from . import metrics as M
     n = samples
     kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
@@ -52,20 +54,28 @@ def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None,
         "tad": lambda: M.tad(rep, ds, seed=seed, **({} if n is None else {"num_samples": n})),
         "anchor_purity": lambda: M.anchor_purity(model, ds, seed=seed, progress=progress,
                                                  **({} if n is None else {"n_base": max(2, min(16, n // 10))})),
+        "fid": lambda: M.fid(model, ds, seed=seed, weights=fid_weights, progress=progress,
+                             **({} if n is None else {"n": n})),
     }
 
 
 def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, seed: int = 0, dataset=None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, fid_weights=None, projections=()) -> dict:
     """Compute ``metrics`` for the latest checkpoint of ``run_dir`` on its dataset (or ``dataset``) and
     write ``metrics.json`` and the plots into ``run_dir``. ``samples`` scales every sample count down (the
-    train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults."""
+    train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults.
+    ``projections``: any of ``projection_plot.PROJECTIONS`` (``pacmap``, ``umap``): a plot of every unit's tokens in
+    that 2-D embedding, coloured by the factor the unit best explains (``OUT/<name>_units.png``)."""
     from .runs import load_run
     from .viz import plot_anchors
 
+    from .projection_plot import PROJECTIONS
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
+    bad = [p for p in projections if p not in PROJECTIONS]
+    if bad:
+        raise ValueError(f"unknown plot(s) {bad}; choose from {list(PROJECTIONS)}")
     if samples is not None and samples < 20:
         raise ValueError(f"samples must be >= 20, got {samples}")
     run_dir = Path(run_dir)
@@ -79,7 +89,7 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
         return model.representation(images.to(model.device))
 
     n = samples
-    calls = metric_calls(rep, ds, n, seed, model=model, progress=progress)
+    calls = metric_calls(rep, ds, n, seed, model=model, progress=progress, fid_weights=fid_weights)
     results, seconds = {}, {}
     bar = None
     if progress:
@@ -108,11 +118,19 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     if (run_dir / "log.jsonl").is_file():
         from .log_plot import plot_training_log
         plots.append(plot_training_log(run_dir).name)
-    if model.anchoring is not None and model.anchoring.fitted:
+    anchored = model.anchoring is not None and model.anchoring.fitted
+    projected = {}
+    if anchored or projections:
         f = ds.sample_factors(min(1024, n or 1024), np.random.default_rng(seed))
         tokens = model.collect_tokens(ds.images_from_factors(f))
-        plot_anchors(model.anchoring, tokens, range(min(4, U)), run_dir / "anchors_eval.png")
-        plots.append("anchors_eval.png")
+        if anchored:
+            plot_anchors(model.anchoring, tokens, range(min(4, U)), run_dir / "anchors_eval.png")
+            plots.append("anchors_eval.png")
+        for method in projections:
+            from .projection_plot import plot_unit_projections
+            projected[method] = plot_unit_projections(tokens, f, factor_names, run_dir / f"{method}_units.png",
+                                                      method=method, dyga=model.anchoring, seed=seed)["units"]
+            plots.append(f"{method}_units.png")
     headline = {
         "mig": results.get("mig", {}).get("mig"),
         "dci_disentanglement": results.get("dci", {}).get("disentanglement"),
@@ -127,9 +145,11 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
         "infoe": results.get("infomec", {}).get("infoe"),
         "infoc": results.get("infomec", {}).get("infoc"),
         "tad": results.get("tad", {}).get("tad"),
+        "fid": results.get("fid", {}).get("fid"),
     }
     out = {"scores": {k: v for k, v in headline.items() if v is not None}, "seconds": seconds,
-           "samples": samples, "seed": seed, "details": results, "plots": plots}
+           "samples": samples, "seed": seed, "details": results, "plots": plots,
+           **({"projections": projected} if projected else {})}
     (run_dir / "metrics.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
 

@@ -146,13 +146,18 @@ def test_evaluate_run_writes_metrics_and_plots(tmp_path):
         refit_samples=64, progress=False,
         run_info={"dataset": {"name": "synthetic-shapes", "data_dir": None, "image_size": 16}})
     proc = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--samples", "200",
-                           "--no-progress"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                           "--plots", "pacmap", "--no-progress"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae", "beta_vae"} <= set(m["scores"])
+    assert {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae", "beta_vae", "infom", "infoe",
+            "infoc"} <= set(m["scores"])
     assert all(0.0 <= v <= 1.0 for k, v in m["scores"].items() if k != "explicitness")
-    for p in ("dci_importance.png", "mutual_information.png", "anchors_eval.png", "training.png"):
+    for p in ("dci_importance.png", "mutual_information.png", "anchors_eval.png", "training.png", "pacmap_units.png"):
         assert (tmp_path / p).stat().st_size > 1000
+    assert [u["unit"] for u in m["projections"]["pacmap"]] == [0, 1, 2, 3]
+    bad = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--plots", "tsne"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "unknown plot" in bad.stderr
     bad = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--metrics", "nope"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "unknown metric" in bad.stderr

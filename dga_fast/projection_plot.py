@@ -1,0 +1,117 @@
+"""``evaluate --plots pacmap|umap``: each latent unit's tokens in a nonlinear 2-D embedding (PaCMAP, as the paper's
+Figure 1, or UMAP), coloured by the value of the ground-truth factor the unit best explains, with its Gaussian
+regions.
+
+The factor a unit best explains: the largest ``I(region; factor) / H(factor)`` over the factors, with the region
+the token's most responsible Gaussian (for a model without DyGA: the tokens' first principal component cut into
+20 equal-width bins). A nonlinear embedding has no image of a
+Gaussian, so each region is drawn as the 2-σ ellipse of its own tokens' embedded positions, labelled by its index.
+The projection libraries are optional (``pip install pacmap`` / ``umap-learn``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECTIONS = ("pacmap", "umap")
+_PACKAGES = {"pacmap": "pacmap", "umap": "umap-learn"}
+
+
+def embed_2d(x: np.ndarray, method: str, seed: int = 0) -> np.ndarray:  # [N, D] -> [N, 2]
+    """``x`` embedded in 2-D by PaCMAP or UMAP (seeded)."""
+    if method not in PROJECTIONS:
+        raise ValueError(f"plot projection must be one of {PROJECTIONS}, got {method!r}")
+    try:
+        if method == "pacmap":
+            import pacmap
+            model = pacmap.PaCMAP(n_components=2, random_state=seed)
+        else:
+            import umap
+            model = umap.UMAP(n_components=2, random_state=seed, n_jobs=1)
+    except ImportError as e:
+        raise ImportError(f"--plots {method} needs the {_PACKAGES[method]} package (pip install "
+                          f"{_PACKAGES[method]}); the other plots need nothing more") from e
+    return np.asarray(model.fit_transform(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float64)
+
+
+def _regions_or_bins(tokens: torch.Tensor, assign: torch.Tensor | None) -> np.ndarray:  # [N, D] -> [N]
+    if assign is not None:
+        return assign.cpu().numpy()
+    x = tokens.double()
+    x = x - x.mean(0)
+    pc = x @ torch.linalg.svd(x, full_matrices=False)[2][0]
+    return np.digitize(pc.numpy(), np.histogram(pc.numpy(), 20)[1][:-1])
+
+
+def best_factors(regions: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [N, U], [N, F]
+    """Per unit, the factor with the largest ``I(region; factor) / H(factor)`` and that value: ``[U]``, ``[U]``."""
+    from sklearn.metrics import mutual_info_score
+    H = np.array([mutual_info_score(factors[:, f], factors[:, f]) for f in range(factors.shape[1])])
+    nmi = np.array([[mutual_info_score(factors[:, f], regions[:, u]) / H[f] if H[f] > 0 else 0.0
+                     for f in range(factors.shape[1])] for u in range(regions.shape[1])])
+    return nmi.argmax(1), nmi.max(1)
+
+
+def _draw(ax, xy: np.ndarray, values: np.ndarray, regions: np.ndarray, show_regions: bool, title: str):
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=plt.get_cmap("viridis"), s=4, alpha=0.7, linewidths=0)
+    if show_regions:
+        for k in np.unique(regions):
+            pts = xy[regions == k]
+            if len(pts) < 3:
+                continue
+            mu, cov = pts.mean(0), np.cov(pts.T)
+            vals, vecs = np.linalg.eigh(cov)
+            vals = np.clip(vals, 0.0, None)
+            angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
+            ax.add_patch(Ellipse(mu, 4 * np.sqrt(vals[1]), 4 * np.sqrt(vals[0]), angle=angle, fill=False, lw=1.0,
+                                 edgecolor="black", zorder=3))
+            ax.annotate(str(int(k)), mu, fontsize=7, ha="center", va="center", zorder=4)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+    return sc
+
+
+def plot_unit_projections(tokens: torch.Tensor,    # [N, U, D]
+                          factors: np.ndarray,      # [N, F]
+                          factor_names, path, *, method: str = "pacmap", dyga=None, units=None,
+                          seed: int = 0) -> dict:
+    """One panel per unit (default: all): its tokens embedded in 2-D, coloured by the factor it best explains, with
+    the Gaussian regions of ``dyga`` (when fitted). Writes ``path``; returns ``{"path", "units": [{unit, factor,
+    nmi}]}``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import save_figure
+    tokens = tokens.detach().cpu()
+    factors = np.asarray(factors)
+    if tokens.dim() != 3 or factors.ndim != 2 or len(factors) != len(tokens):
+        raise ValueError(f"tokens must be [N, U, D] and factors [N, F] with the same N, got {tuple(tokens.shape)} "
+                         f"and {factors.shape}")
+    U = tokens.shape[1]
+    units = list(range(U)) if units is None else [int(u) for u in units]
+    fitted = dyga is not None and dyga.fitted
+    assign = dyga.assign(tokens.to(dyga.means.device)).cpu() if fitted else None
+    regions = np.stack([_regions_or_bins(tokens[:, u], None if assign is None else assign[:, u])
+                        for u in range(U)], 1)
+    best, score = best_factors(regions, factors)
+    cols = min(5, len(units))
+    rows = (len(units) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), dpi=100, squeeze=False)
+    info = []
+    for i, u in enumerate(units):
+        xy = embed_2d(tokens[:, u].double().numpy(), method, seed)
+        f = int(best[u])
+        title = f"unit {u}: {factor_names[f]} (NMI {score[u]:.2f})"
+        _draw(axes.flat[i], xy, factors[:, f], regions[:, u], fitted, title)
+        info.append({"unit": u, "factor": factor_names[f], "nmi": round(float(score[u]), 4)})
+    for ax in list(axes.flat)[len(units):]:
+        ax.axis("off")
+    fig.suptitle(f"{method.upper() if method == 'umap' else 'PaCMAP'} of each unit's tokens, coloured by the factor "
+                 f"it best explains{' (ellipses: its Gaussian regions)' if fitted else ''}", fontsize=9)
+    return {"path": str(save_figure(fig, Path(path))), "units": info}
