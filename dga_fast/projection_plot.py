@@ -2,9 +2,10 @@
 Figure 1, or UMAP), coloured by the value of the ground-truth factor the unit best explains, with its Gaussian
 regions.
 
-The factor a unit best explains: the largest ``I(region; factor) / H(factor)`` over the factors, with the region
-the token's most responsible Gaussian (for a model without DyGA: the tokens' first principal component cut into
-20 equal-width bins). A nonlinear embedding has no image of a
+The factor a unit best explains: the largest ``I(bin; factor) / H(factor)`` over the factors, with the bin the
+token's first principal component cut into 20 equal-width bins (MIG's discretisation). The same quantity with the
+token's most responsible Gaussian in place of its bin (``nmi_regions``) says how much of that the regions keep: a
+unit with one Gaussian keeps nothing, however informative its tokens. A nonlinear embedding has no image of a
 Gaussian, so each region is drawn as the 2-σ ellipse of its own tokens' embedded positions, labelled by its index.
 The projection libraries are optional (``pip install pacmap`` / ``umap-learn``).
 """
@@ -36,29 +37,32 @@ def embed_2d(x: np.ndarray, method: str, seed: int = 0) -> np.ndarray:  # [N, D]
     return np.asarray(model.fit_transform(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float64)
 
 
-def _regions_or_bins(tokens: torch.Tensor, assign: torch.Tensor | None) -> np.ndarray:  # [N, D] -> [N]
-    if assign is not None:
-        return assign.cpu().numpy()
+def _bins(tokens: torch.Tensor) -> np.ndarray:  # [N, D] -> [N]
     x = tokens.double()
     x = x - x.mean(0)
     pc = x @ torch.linalg.svd(x, full_matrices=False)[2][0]
     return np.digitize(pc.numpy(), np.histogram(pc.numpy(), 20)[1][:-1])
 
 
-def best_factors(regions: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [N, U], [N, F]
-    """Per unit, the factor with the largest ``I(region; factor) / H(factor)`` and that value: ``[U]``, ``[U]``."""
+def nmi_matrix(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:  # [N, U] discrete, [N, F] -> [U, F]
+    """``I(code_u; factor_f) / H(factor_f)`` (0 for a single-valued factor)."""
     from sklearn.metrics import mutual_info_score
     H = np.array([mutual_info_score(factors[:, f], factors[:, f]) for f in range(factors.shape[1])])
-    nmi = np.array([[mutual_info_score(factors[:, f], regions[:, u]) / H[f] if H[f] > 0 else 0.0
-                     for f in range(factors.shape[1])] for u in range(regions.shape[1])])
+    return np.array([[mutual_info_score(factors[:, f], codes[:, u]) / H[f] if H[f] > 0 else 0.0
+                      for f in range(factors.shape[1])] for u in range(codes.shape[1])])
+
+
+def best_factors(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [N, U], [N, F]
+    """Per unit, the factor with the largest ``I(code; factor) / H(factor)`` and that value: ``[U]``, ``[U]``."""
+    nmi = nmi_matrix(codes, factors)
     return nmi.argmax(1), nmi.max(1)
 
 
-def _draw(ax, xy: np.ndarray, values: np.ndarray, regions: np.ndarray, show_regions: bool, title: str):
+def _draw(ax, xy: np.ndarray, values: np.ndarray, regions: np.ndarray | None, title: str):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Ellipse
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=plt.get_cmap("viridis"), s=4, alpha=0.7, linewidths=0)
-    if show_regions:
+    if regions is not None:
         for k in np.unique(regions):
             pts = xy[regions == k]
             if len(pts) < 3:
@@ -82,7 +86,7 @@ def plot_unit_projections(tokens: torch.Tensor,    # [N, U, D]
                           seed: int = 0) -> dict:
     """One panel per unit (default: all): its tokens embedded in 2-D, coloured by the factor it best explains, with
     the Gaussian regions of ``dyga`` (when fitted). Writes ``path``; returns ``{"path", "units": [{unit, factor,
-    nmi}]}``."""
+    nmi, nmi_regions (with a fitted dyga)}]}``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -96,10 +100,9 @@ def plot_unit_projections(tokens: torch.Tensor,    # [N, U, D]
     U = tokens.shape[1]
     units = list(range(U)) if units is None else [int(u) for u in units]
     fitted = dyga is not None and dyga.fitted
-    assign = dyga.assign(tokens.to(dyga.means.device)).cpu() if fitted else None
-    regions = np.stack([_regions_or_bins(tokens[:, u], None if assign is None else assign[:, u])
-                        for u in range(U)], 1)
-    best, score = best_factors(regions, factors)
+    regions = dyga.assign(tokens.to(dyga.means.device)).cpu().numpy() if fitted else None   # [N, U]
+    best, score = best_factors(np.stack([_bins(tokens[:, u]) for u in range(U)], 1), factors)
+    kept = nmi_matrix(regions, factors)[np.arange(U), best] if fitted else None
     cols = min(5, len(units))
     rows = (len(units) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), dpi=100, squeeze=False)
@@ -107,9 +110,10 @@ def plot_unit_projections(tokens: torch.Tensor,    # [N, U, D]
     for i, u in enumerate(units):
         xy = embed_2d(tokens[:, u].double().numpy(), method, seed)
         f = int(best[u])
-        title = f"unit {u}: {factor_names[f]} (NMI {score[u]:.2f})"
-        _draw(axes.flat[i], xy, factors[:, f], regions[:, u], fitted, title)
-        info.append({"unit": u, "factor": factor_names[f], "nmi": round(float(score[u]), 4)})
+        title = f"unit {u}: {factor_names[f]}\nNMI {score[u]:.2f}" + (f", regions {kept[u]:.2f}" if fitted else "")
+        _draw(axes.flat[i], xy, factors[:, f], regions[:, u] if fitted else None, title)
+        info.append({"unit": u, "factor": factor_names[f], "nmi": round(float(score[u]), 4),
+                     **({"nmi_regions": round(float(kept[u]), 4)} if fitted else {})})
     for ax in list(axes.flat)[len(units):]:
         ax.axis("off")
     fig.suptitle(f"{method.upper() if method == 'umap' else 'PaCMAP'} of each unit's tokens, coloured by the factor "

@@ -23,13 +23,17 @@ def units_and_factors(n=600, seed=0):
 
 def test_best_factor_and_plot(tmp_path):
     tokens, f = units_and_factors()
-    regions = np.stack([f[:, 1], f[:, 0], np.zeros(len(f), dtype=int)], 1)
-    best, score = best_factors(regions, f)
+    codes = np.stack([f[:, 1], f[:, 0], np.zeros(len(f), dtype=int)], 1)
+    best, score = best_factors(codes, f)
     assert best[:2].tolist() == [1, 0] and score[:2] == pytest.approx([1.0, 1.0]) and score[2] == 0.0
     dyga = DynamicGaussianAnchoring(3, 4, init_components=4, max_components=8, seed=0).refit(tokens)
     out = plot_unit_projections(tokens, f, ["a", "b"], tmp_path / "p.png", method="pacmap", dyga=dyga)
     assert (tmp_path / "p.png").stat().st_size > 5000
     assert [u["factor"] for u in out["units"][:2]] == ["b", "a"] and out["units"][0]["nmi"] > 0.8
+    assert out["units"][0]["nmi_regions"] > 0.9 and out["units"][2]["nmi"] < 0.1     # DyGA's regions keep it
+    one = DynamicGaussianAnchoring(3, 4, init_components=1, max_components=1, seed=0).refit(tokens)
+    single = plot_unit_projections(tokens, f, ["a", "b"], tmp_path / "s.png", dyga=one, units=[0])
+    assert single["units"][0]["factor"] == "b" and single["units"][0]["nmi_regions"] == 0.0   # one region keeps nothing
     plain = plot_unit_projections(tokens, f, ["a", "b"], tmp_path / "q.png", units=[1])   # no DyGA: binned tokens
     assert [u["unit"] for u in plain["units"]] == [1] and plain["units"][0]["factor"] == "a"
     with pytest.raises(ValueError, match="same N"):
