@@ -211,6 +211,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    try:
+        from .explore.app import serve
+    except ImportError as e:
+        raise ImportError("explore needs starlette and uvicorn (pip install starlette uvicorn)") from e
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    serve(args.run_dir, host=args.host, port=args.port, steps=args.steps, seed=args.seed, device=_device(args.device))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .evaluate import DEFAULT_METRICS, METRICS
     from .presets import PRESETS
@@ -322,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Inception weights for --metrics fid (default: downloaded on first use; offline, place "
                         "the file and name it here)")
     e.add_argument("--no-progress", action="store_true")
+    x = sub.add_parser("explore", help="a local web page to see and steer a run's latent units")
+    x.add_argument("run_dir")
+    x.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    x.add_argument("--port", type=int, default=7860)
+    x.add_argument("--steps", type=int, default=25, help="DDIM steps per generated image (default 25)")
+    x.add_argument("--seed", type=int, default=0, help="the one noise draw every image is generated with")
+    x.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return p
 
 
@@ -354,8 +372,8 @@ def main(argv=None) -> int:
         args.eval_samples = args.eval_samples or None
     try:
         return {"demo": cmd_demo, "train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "interchange": cmd_interchange,
-                "evaluate": cmd_evaluate}[args.cmd](args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+                "evaluate": cmd_evaluate, "explore": cmd_explore}[args.cmd](args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"dga-fast {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except dist_.RankStopped as e:   # a distributed run that lost a rank

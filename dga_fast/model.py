@@ -423,11 +423,20 @@ class AnchoredDiffusion(nn.Module):
         return self.sample(tok, steps, noise=noise)
 
     @torch.no_grad()
-    def attention_maps(self, x: torch.Tensor, t: int = 100) -> torch.Tensor:  # [B, U, H, W]
+    def attention_maps(self, x: torch.Tensor, t: int = 100,
+                       tokens: torch.Tensor | None = None) -> torch.Tensor:  # [B, U, H, W]
         """Cross-attention of the U-Net's positions to every latent unit at timestep ``t``, averaged over
-        heads and attention layers and resized to the image (rows sum to 1 over units)."""
+        heads and attention layers and resized to the image (rows sum to 1 over units). ``tokens [B, U, Dc]``:
+        the condition in place of ``x``'s own tokens (e.g. the edited tokens ``x`` was generated from)."""
         x = self._check_images(x)
-        cond = self.condition(self.encoder(x * 2 - 1))
+        if tokens is None:
+            tokens = self.encoder(x * 2 - 1)
+        else:
+            check_float_tensor("tokens", tokens, 3)
+            if tokens.shape != (x.shape[0], self.config["num_units"], self.config["unit_dim"]):
+                raise ValueError(f"tokens must have shape [{x.shape[0]}, {self.config['num_units']}, "
+                                 f"{self.config['unit_dim']}], got {tuple(tokens.shape)}")
+        cond = self.condition(tokens.to(x.device))
         x0 = self.to_diffusion(x)
         blocks = self.unet.attention_blocks()
         was = self.training
