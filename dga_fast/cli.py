@@ -75,6 +75,7 @@ def _train_sections(args, out: Path) -> tuple[dict, dict, dict]:
                          f"(python -m dga_fast train-autoencoder --out RUN_AE ...) and pass --first-stage RUN_AE")
     if data_cfg.get("first_stage") is not None:
         from .nn import FirstStage
+        data_cfg["first_stage"] = str(Path(data_cfg["first_stage"]).resolve())   # a config file's may be relative
         model_cfg["first_stage"] = FirstStage.load(data_cfg["first_stage"])
         model_cfg.setdefault("image_size", model_cfg["first_stage"].config["image_size"])
     data_cfg["image_size"] = model_cfg["image_size"]
