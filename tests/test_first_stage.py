@@ -181,6 +181,10 @@ def test_cosine_schedule_by_steps_and_by_time():
     assert c.lr_at(101, 0.0) == pytest.approx(0.0, abs=1e-12)
     t = AutoencoderConfig(steps=100, lr=1e-3, max_seconds=10.0).validate()
     assert t.lr_at(2, 5.0) == pytest.approx(0.5e-3)                 # half the time budget spent
+    assert t.lr_at(7, 9.0) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 0.9)))   # behind pace: by the clock
+    # before half the budget the clock has no say: a slow first step does not change the warm-up's rates
+    for step, elapsed in ((1, 0.3), (2, 1.7), (40, 4.99)):
+        assert t.lr_at(step, elapsed) == t.lr_at(step, 0.0)
     assert AutoencoderConfig(lr_schedule="constant").lr_at(7, 1e9) == 1e-3
     with pytest.raises(ValueError, match="lr_schedule"):
         AutoencoderConfig(lr_schedule="step").validate()
