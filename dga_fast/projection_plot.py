@@ -26,8 +26,16 @@ def embed_2d(x: np.ndarray, method: str, seed: int = 0) -> np.ndarray:  # [N, D]
         raise ValueError(f"plot projection must be one of {PROJECTIONS}, got {method!r}")
     try:
         if method == "pacmap":
+            import logging
+
             import pacmap
-            model = pacmap.PaCMAP(n_components=2, random_state=seed)
+            logger = logging.getLogger(pacmap.pacmap.__name__)   # it warns on every seeded instance
+            level = logger.level
+            logger.setLevel(logging.ERROR)
+            try:
+                model = pacmap.PaCMAP(n_components=2, random_state=seed)
+            finally:
+                logger.setLevel(level)
         else:
             import umap
             model = umap.UMAP(n_components=2, random_state=seed, n_jobs=1)
