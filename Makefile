@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(PY) -m dga_fast demo --out runs/demo
 
 test: $(STAMP) native-test cuda-check
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 # the torch-free C++ core of dga_fast._C with its unit tests, under AddressSanitizer + UBSan (ctest)
 native-test:
