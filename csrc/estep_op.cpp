@@ -15,8 +15,7 @@
 namespace {
 
 using dga_checks::check_cpu_float;
-using dga_checks::check_dtype;
-using dga_checks::check_same_device;
+using dga_checks::check_device_dtype;
 using dga_checks::check_sizes;
 
 constexpr int64_t kRowsPerTask = 16 * dga_core::kEstepTile;   // rows of one group per parallel task
@@ -27,8 +26,7 @@ void check_inputs(const at::Tensor& x, const at::Tensor& means, const at::Tensor
   const std::pair<const at::Tensor*, const char*> params[] = {
       {&means, "means"}, {&q, "components"}, {&w, "w"}, {&inv_b, "inv_b"}, {&cst, "const"}};
   for (const auto& [t, name] : params) {
-    check_same_device(*t, name, x, "x");
-    check_dtype(*t, x.scalar_type(), name);
+    check_device_dtype(*t, name, x, "x");
   }
   TORCH_CHECK_VALUE(x.dim() == 3, "x must be [G, N, D], got ", x.sizes());
   TORCH_CHECK_VALUE(means.dim() == 3 && q.dim() == 4, "means and components must be [G, K, D] and "

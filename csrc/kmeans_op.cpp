@@ -11,18 +11,15 @@
 
 namespace {
 
-using dga_checks::check_cpu_float;
-using dga_checks::check_dtype;
-using dga_checks::check_same_device;
+using dga_checks::check_device_dtype;
+using dga_checks::check_points;
 using dga_chunks::add_chunks;
 using dga_chunks::chunks;
 using dga_chunks::kRowChunk;
 
 void check_inputs(const at::Tensor& x_in, const at::Tensor& c_in, const char* op) {
-  check_cpu_float(x_in, "x", op);
-  TORCH_CHECK_VALUE(x_in.dim() == 3 && x_in.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x_in.sizes());
-  check_same_device(c_in, "centers", x_in, "x");
-  check_dtype(c_in, x_in.scalar_type(), "centers");
+  check_points(x_in, op);
+  check_device_dtype(c_in, "centers", x_in, "x");
   TORCH_CHECK_VALUE(c_in.dim() == 3 && c_in.size(0) == x_in.size(0) && c_in.size(1) >= 1 &&
                         c_in.size(2) == x_in.size(2),
                     "centers must be [G, K, D] with K >= 1 and G, D as x ", x_in.sizes(), ", got ", c_in.sizes());

@@ -13,8 +13,7 @@ namespace {
 
 // x [G, N, D] -> shift [G, D], dev2 [G], sq [G] (float64): see moments_core.h
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_moments(const at::Tensor& x_in) {
-  dga_checks::check_cpu_float(x_in, "x", "group_moments");
-  TORCH_CHECK_VALUE(x_in.dim() == 3 && x_in.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x_in.sizes());
+  dga_checks::check_points(x_in, "group_moments");
   auto x = x_in.contiguous();
   const int64_t G = x.size(0), N = x.size(1), D = x.size(2);
   auto opts = x.options().dtype(at::kDouble);

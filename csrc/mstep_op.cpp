@@ -19,18 +19,16 @@
 namespace {
 
 using dga_checks::check_cpu_float;
-using dga_checks::check_dtype;
-using dga_checks::check_same_device;
+using dga_checks::check_device_dtype;
+using dga_checks::check_points;
 using dga_checks::check_sizes;
 using dga_chunks::add_chunks;
 using dga_chunks::chunks;
 using dga_chunks::kRowChunk;
 
 void check_x_resp(const at::Tensor& x, const at::Tensor& resp, const char* op) {
-  check_cpu_float(x, "x", op);
-  TORCH_CHECK_VALUE(x.dim() == 3 && x.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x.sizes());
-  check_same_device(resp, "resp", x, "x");
-  check_dtype(resp, x.scalar_type(), "resp");
+  check_points(x, op);
+  check_device_dtype(resp, "resp", x, "x");
   TORCH_CHECK_VALUE(resp.dim() == 3 && resp.size(0) == x.size(0) && resp.size(1) == x.size(1) && resp.size(2) >= 1,
                     "resp must be [G, N, K] with K >= 1 and G, N as x ", x.sizes(), ", got ", resp.sizes());
 }
@@ -64,8 +62,7 @@ std::tuple<at::Tensor, at::Tensor> mstep_moments(const at::Tensor& x_in, const a
 at::Tensor mstep_scatter(const at::Tensor& x_in, const at::Tensor& resp_in, const at::Tensor& means_in, double eps) {
   check_x_resp(x_in, resp_in, "mstep_scatter");
   const int64_t G = x_in.size(0), N = x_in.size(1), D = x_in.size(2), K = resp_in.size(2), C = chunks(N);
-  check_same_device(means_in, "means", x_in, "x");
-  check_dtype(means_in, x_in.scalar_type(), "means");
+  check_device_dtype(means_in, "means", x_in, "x");
   check_sizes(means_in, {G, K, D}, "means", "[G, K, D]");
   auto x = x_in.contiguous(), resp = resp_in.contiguous(), means = means_in.contiguous();
   const int64_t Dp = dga_core::mstep_padded_dim(D), slot = D * Dp;

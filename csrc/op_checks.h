@@ -27,6 +27,18 @@ inline void check_cpu_float(const at::Tensor& t, const char* name, const char* o
                    " must be float32 or float64, got ", t.scalar_type());
 }
 
+// x is the points of an op: a CPU float32/float64 tensor [G, N, D] with D >= 1
+inline void check_points(const at::Tensor& x, const char* op) {
+  check_cpu_float(x, "x", op);
+  TORCH_CHECK_VALUE(x.dim() == 3 && x.size(2) >= 1, "x must be [G, N, D] with D >= 1, got ", x.sizes());
+}
+
+// t is on ref's device and of ref's dtype
+inline void check_device_dtype(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
+  check_same_device(t, name, ref, ref_name);
+  check_dtype(t, ref.scalar_type(), name);
+}
+
 // t is on ref's device, of dtype `want` and of exactly the sizes `sizes` (rendered as `shape`)
 inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name,
                        at::ScalarType want, at::IntArrayRef sizes, const char* shape) {
