@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .metrics.common import discretize, factor_entropy, mutual_info_matrix
+
 PROJECTIONS = ("pacmap", "umap")
 _PACKAGES = {"pacmap": "pacmap", "umap": "umap-learn"}
 
@@ -49,15 +51,13 @@ def _bins(tokens: torch.Tensor) -> np.ndarray:  # [N, D] -> [N]
     x = tokens.double()
     x = x - x.mean(0)
     pc = x @ torch.linalg.svd(x, full_matrices=False)[2][0]
-    return np.digitize(pc.numpy(), np.histogram(pc.numpy(), 20)[1][:-1])
+    return discretize(pc.numpy()[:, None], 20)[:, 0]
 
 
 def nmi_matrix(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:  # [N, U] discrete, [N, F] -> [U, F]
     """``I(code_u; factor_f) / H(factor_f)`` (0 for a single-valued factor)."""
-    from sklearn.metrics import mutual_info_score
-    H = np.array([mutual_info_score(factors[:, f], factors[:, f]) for f in range(factors.shape[1])])
-    return np.array([[mutual_info_score(factors[:, f], codes[:, u]) / H[f] if H[f] > 0 else 0.0
-                      for f in range(factors.shape[1])] for u in range(codes.shape[1])])
+    H = factor_entropy(factors)
+    return np.where(H > 0, mutual_info_matrix(codes, factors) / np.where(H > 0, H, 1.0), 0.0)
 
 
 def best_factors(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [N, U], [N, F]
@@ -68,19 +68,16 @@ def best_factors(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np
 
 def _draw(ax, xy: np.ndarray, values: np.ndarray, regions: np.ndarray | None, title: str):
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
+
+    from .viz import add_ellipse
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=plt.get_cmap("viridis"), s=4, alpha=0.7, linewidths=0)
     if regions is not None:
         for k in np.unique(regions):
             pts = xy[regions == k]
             if len(pts) < 3:
                 continue
-            mu, cov = pts.mean(0), np.cov(pts.T)
-            vals, vecs = np.linalg.eigh(cov)
-            vals = np.clip(vals, 0.0, None)
-            angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
-            ax.add_patch(Ellipse(mu, 4 * np.sqrt(vals[1]), 4 * np.sqrt(vals[0]), angle=angle, fill=False, lw=1.0,
-                                 edgecolor="black", zorder=3))
+            mu = pts.mean(0)
+            add_ellipse(ax, mu, np.cov(pts.T), lw=1.0)
             ax.annotate(str(int(k)), mu, fontsize=7, ha="center", va="center", zorder=4)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -17,15 +17,24 @@ def _pca_basis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return c, basis
 
 
+def add_ellipse(ax, mean, cov, lw: float = 1.2):
+    """The 2-σ ellipse of a 2-D Gaussian (``mean [2]``, ``cov [2, 2]``) into the matplotlib axes ``ax``."""
+    from matplotlib.patches import Ellipse
+    vals, vecs = np.linalg.eigh(np.asarray(cov))
+    vals = np.clip(vals, 0.0, None)
+    angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
+    ax.add_patch(Ellipse(mean, 2 * 2 * np.sqrt(vals[1]), 2 * 2 * np.sqrt(vals[0]), angle=angle,
+                         fill=False, lw=lw, edgecolor="black", zorder=3))
+
+
 def draw_unit(ax, tokens: torch.Tensor,      # [N, D] one unit's tokens
               labels: torch.Tensor,             # [N] component of every token
               means: torch.Tensor,              # [K, D] in token coordinates (active components)
               covariances: torch.Tensor,        # [K, D, D] in token coordinates
-              title: str = "", max_points: int = 5000):
+              title: str = "", max_points: int = 5000, names=None):
     """2-D PCA scatter of the tokens coloured by component, each Gaussian's 2-σ ellipse projected onto the
-    same plane, drawn into the matplotlib axes ``ax``."""
+    same plane, drawn into the matplotlib axes ``ax``; ``names``: a text per Gaussian written beside its mean."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
 
     x = tokens.detach().double().cpu()
     c, P = _pca_basis(x)
@@ -37,12 +46,10 @@ def draw_unit(ax, tokens: torch.Tensor,      # [N, D] one unit's tokens
     cmap = plt.get_cmap("tab20")
     ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(int(k) % 20) for k in lab], s=3, alpha=0.5, linewidths=0)
     for k in range(mu2.shape[0]):
-        vals, vecs = np.linalg.eigh(cov2[k])
-        vals = np.clip(vals, 0.0, None)
-        angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
-        ax.add_patch(Ellipse(mu2[k], 2 * 2 * np.sqrt(vals[1]), 2 * 2 * np.sqrt(vals[0]), angle=angle,
-                             fill=False, lw=1.2, edgecolor="black", zorder=3))
+        add_ellipse(ax, mu2[k], cov2[k])
         ax.plot(*mu2[k], marker="x", color="black", ms=5, zorder=4)
+        if names is not None:
+            ax.annotate(str(names[k]), mu2[k], fontsize=8, color="crimson", xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=9)
@@ -60,6 +67,21 @@ def save_figure(fig, path) -> Path:
     return path
 
 
+def draw_anchored_unit(ax, dyga, u: int,
+                       tokens: torch.Tensor,   # [N, D] unit u's tokens
+                       assign: torch.Tensor,   # [N] their component slots (dyga.assign)
+                       title: str = "", name_slots: bool = False):
+    """``draw_unit`` of unit ``u`` of the fitted ``dyga``: its active Gaussians in token coordinates, the tokens
+    coloured by Gaussian; ``name_slots`` writes each Gaussian's slot index beside its mean."""
+    act = dyga.active[u].cpu()
+    slots = torch.nonzero(act).squeeze(1)
+    remap = torch.cumsum(act.long(), 0) - 1                                   # slot -> index among active
+    cov = dyga.state.index_groups(torch.tensor([u], device=dyga.means.device)).covariances()[0]
+    cov = (cov * dyga.norm_scale[u] ** 2).cpu()[act]
+    draw_unit(ax, tokens, remap[assign.cpu()], dyga.means[u].cpu()[act], cov, title,
+              names=slots.tolist() if name_slots else None)
+
+
 def plot_anchors(dyga, tokens: torch.Tensor, units, path, titles=None, assign=None) -> Path:
     """One panel per unit in ``units``: the tokens ``[N, U, D]`` and the unit's Gaussians of ``dyga``
     (``assign [N, U]``: the tokens' components, when the caller already has them)."""
@@ -72,12 +94,9 @@ def plot_anchors(dyga, tokens: torch.Tensor, units, path, titles=None, assign=No
     rows = (len(units) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), dpi=100, squeeze=False)
     assign = dyga.assign(tokens) if assign is None else assign                # [N, U]
-    cov = dyga.state.covariances() * (dyga.norm_scale ** 2)[:, None, None, None]
     for i, u in enumerate(units):
-        act = dyga.active[u]
-        remap = torch.cumsum(act.long(), 0) - 1                               # slot -> index among active
-        title = titles[i] if titles else f"unit {u}: {int(act.sum())} Gaussians"
-        draw_unit(axes.flat[i], tokens[:, u], remap[assign[:, u]], dyga.means[u][act], cov[u][act], title)
+        title = titles[i] if titles else f"unit {u}: {int(dyga.active[u].sum())} Gaussians"
+        draw_anchored_unit(axes.flat[i], dyga, u, tokens[:, u], assign[:, u], title)
     for ax in list(axes.flat)[len(units):]:
         ax.axis("off")
     return save_figure(fig, path)

@@ -59,6 +59,7 @@ class ExploreSession:
         self._sample_tokens = sample_tokens
         self._plots: dict[int, bytes] = {}
         self._token_sample: torch.Tensor | None = None
+        self._token_assign: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ what the page shows first
     @property
@@ -190,25 +191,23 @@ class ExploreSession:
                 self._token_sample = self.model.collect_tokens(get_batch(self.dataset, idx)).cpu()
         return self._token_sample
 
+    def _assign(self) -> torch.Tensor:  # [N, U] the sample tokens' component slots, for every unit's plot
+        if self._token_assign is None:
+            dyga = self.anchoring
+            with self.lock:
+                self._token_assign = dyga.assign(self._tokens().to(dyga.means.device)).cpu()
+        return self._token_assign
+
     def _draw_unit(self, u: int) -> bytes:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..viz import _pca_basis, draw_unit
+        from ..viz import draw_anchored_unit, draw_unit
         tokens = self._tokens()[:, u].double()
         fig, ax = plt.subplots(figsize=(2.6, 2.6), dpi=80)
-        dyga = self.anchoring
-        if dyga is not None:
-            act = dyga.active[u].cpu()
-            cov = (dyga.state.covariances() * (dyga.norm_scale ** 2)[:, None, None, None])[u].cpu()
-            assign = dyga.assign(self._tokens().to(dyga.means.device))[:, u].cpu()
-            remap = torch.cumsum(act.long(), 0) - 1
-            draw_unit(ax, tokens, remap[assign], dyga.means[u].cpu()[act], cov[act], f"unit {u}")
-            c, P = _pca_basis(tokens)
-            for k in torch.nonzero(act).squeeze(1).tolist():
-                xy = ((dyga.means[u, k].cpu().double() - c) @ P).tolist()
-                ax.annotate(str(k), xy, fontsize=8, color="crimson", xytext=(3, 3), textcoords="offset points")
+        if self.anchoring is not None:
+            draw_anchored_unit(ax, self.anchoring, u, tokens, self._assign()[:, u], f"unit {u}", name_slots=True)
         else:
             draw_unit(ax, tokens, torch.zeros(len(tokens), dtype=torch.long), tokens.mean(0, keepdim=True),
                       torch.cov(tokens.T).reshape(1, self.Dc, self.Dc), f"unit {u} (no DyGA)")
