@@ -66,10 +66,10 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults.
     ``projections``: any of ``projection_plot.PROJECTIONS`` (``pacmap``, ``umap``): a plot of every unit's tokens in
     that 2-D embedding, coloured by the factor the unit best explains (``OUT/<name>_units.png``)."""
+    from .projection_plot import PROJECTIONS, plot_unit_projections
     from .runs import load_run
     from .viz import plot_anchors
 
-    from .projection_plot import PROJECTIONS
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
@@ -123,13 +123,14 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     if anchored or projections:
         f = ds.sample_factors(min(1024, n or 1024), np.random.default_rng(seed))
         tokens = model.collect_tokens(ds.images_from_factors(f))
+        assign = model.anchoring.assign(tokens) if anchored else None          # [N, U], shared by the plots
         if anchored:
-            plot_anchors(model.anchoring, tokens, range(min(4, U)), run_dir / "anchors_eval.png")
+            plot_anchors(model.anchoring, tokens, range(min(4, U)), run_dir / "anchors_eval.png", assign=assign)
             plots.append("anchors_eval.png")
         for method in projections:
-            from .projection_plot import plot_unit_projections
             projected[method] = plot_unit_projections(tokens, f, factor_names, run_dir / f"{method}_units.png",
-                                                      method=method, dyga=model.anchoring, seed=seed)["units"]
+                                                      method=method, dyga=model.anchoring, seed=seed,
+                                                      assign=assign)["units"]
             plots.append(f"{method}_units.png")
     headline = {
         "mig": results.get("mig", {}).get("mig"),

@@ -88,10 +88,10 @@ def _draw(ax, xy: np.ndarray, values: np.ndarray, regions: np.ndarray | None, ti
 def plot_unit_projections(tokens: torch.Tensor,    # [N, U, D]
                           factors: np.ndarray,      # [N, F]
                           factor_names, path, *, method: str = "pacmap", dyga=None, units=None,
-                          seed: int = 0) -> dict:
+                          seed: int = 0, assign: torch.Tensor | None = None) -> dict:
     """One panel per unit (default: all): its tokens embedded in 2-D, coloured by the factor it best explains, with
     the Gaussian regions of ``dyga`` (when fitted). Writes ``path``; returns ``{"path", "units": [{unit, factor,
-    nmi, nmi_regions (with a fitted dyga)}]}``."""
+    nmi, nmi_regions (with a fitted dyga)}]}``. ``assign [N, U]``: ``dyga.assign(tokens)``, when the caller has it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -105,7 +105,9 @@ def plot_unit_projections(tokens: torch.Tensor,    # [N, U, D]
     U = tokens.shape[1]
     units = list(range(U)) if units is None else [int(u) for u in units]
     fitted = dyga is not None and dyga.fitted
-    regions = dyga.assign(tokens.to(dyga.means.device)).cpu().numpy() if fitted else None   # [N, U]
+    if fitted and assign is None:
+        assign = dyga.assign(tokens.to(dyga.means.device))
+    regions = assign.cpu().numpy() if fitted else None                                     # [N, U]
     best, score = best_factors(np.stack([_bins(tokens[:, u]) for u in range(U)], 1), factors)
     kept = nmi_matrix(regions, factors)[np.arange(U), best] if fitted else None
     cols = min(5, len(units))
