@@ -12,7 +12,7 @@ from . import ops
 from ._validation import check_choice, check_float_tensor, check_positive_float, check_positive_int
 from .mixture import D_SELECT, MODELS, MixtureState, MStepConfig, default_d_max
 from .anchor_rules import shift_rule
-from .mixture.normalise import denormalise_means
+from .mixture.normalise import denormalise_means, token_eps
 from .refit import RefitConfig, RefitContext, refit_mixtures, single_component, split_rule
 
 _STATE_FIELDS = ("means", "components", "eigvals", "noise", "log_weights", "dims", "active")
@@ -54,7 +54,7 @@ class DynamicGaussianAnchoring(nn.Module):
                  em_iters: int = 30, split_threshold: float = 0.05, min_cluster_size: int = 10,
                  max_split_rounds: int = 8, merge: bool = True, split="bic", align="adaptive", align_max: float = 0.1,
                  seed: int = 0, model: str = "AkjBkQkDk", d_select: str = "cattell", threshold: float = 0.2,
-                 d_max: int | None = None, tol: float = 1e-4, noise_floor: float = 1e-6,
+                 d_max: int | None = None, tol: float = 1e-4, noise_floor: float = 1e-4,
                  search_samples: int | None = 2048, final_em_iters: int = 2, shift: str = "ours",
                  progress: bool = False):
         super().__init__()
@@ -169,13 +169,14 @@ class DynamicGaussianAnchoring(nn.Module):
         x = tokens.detach().to(device=self.mix_means.device, dtype=dt).transpose(0, 1).contiguous()
         t0 = time.perf_counter()
         norm = self.shift_rule.fit_normaliser(x, R, N)
+        floor = norm.variance_floor(self.noise_floor, token_eps(x, reducer=R), self.unit_dim, dt)   # [U]
         x = norm(x)
         live = torch.nonzero(~norm.collapsed).squeeze(1)                  # units with something to fit
         U, K = self.num_units, self.max_components
         state = single_component(U, K, self.unit_dim, self.d_max, self.noise_floor, dtype=dt, device=x.device)
         loglik = torch.zeros(U, dtype=torch.float64, device=x.device)
         ctx = RefitContext(x[live] if live.numel() < U else x, live, self._refit_config(), R,
-                           self.progress)
+                           self.progress, floor=floor[live])
         if live.numel():
             fitted, ll = refit_mixtures(ctx)
             state = state.scatter_groups(live, fitted.to(dtype=dt))

@@ -6,8 +6,11 @@ fraction of the level gap. The scalar goes through the unit's own MLP ``1 → hi
 default ``nn.Linear`` initialisation and a ReLU after every layer (the official token MLP is 1 → 256 → 512 → 32:
 most token coordinates are then exactly zero), or a SiLU with a linear last layer (``activation="silu"``,
 ``final_relu=False``: smooth tokens). A *collapsed* unit has one constant scalar (its tokens are identical, as a
-dead encoder unit gives); a *mixed* unit carries two factors, its scalar a coarse position for the first and a fine
-offset for the second, and its true labels are the joint values (``L1·L2`` of them).
+dead encoder unit gives); a *near-collapsed* unit's scalar is that constant times ``1 + r·ε`` (``ε`` standard
+normal, ``r = near_collapsed``): a dying unit, constant up to a relative noise ``r``; a *fine* unit
+(``rel_gap = g``) has its levels at that constant times ``1 + g·l``, so that they differ by a relative ``g``;
+a *mixed* unit carries two factors, its scalar a coarse position for the first and a fine offset for the second,
+and its true labels are the joint values (``L1·L2`` of them).
 
 Every unit draws from its own generator seeded by ``(seed, unit)``, so a unit's tokens do not depend on the
 other units' settings.
@@ -26,25 +29,43 @@ from .tokens import UnitTokens
 class UnitSpec:
     """One latent unit: ``levels`` values (``levels2 > 0``: a second factor mixed in, ``levels·levels2`` joint
     values), ``zipf`` the exponent of the level frequencies (0: uniform; p_l ∝ (l + 1)^−zipf, in a random
-    order of the levels), ``collapsed``: one constant scalar whatever the labels."""
+    order of the levels), ``collapsed``: one constant scalar whatever the labels; ``near_collapsed = r > 0``:
+    that constant times ``1 + r·ε``, one value up to a relative noise ``r``; ``rel_gap = g > 0``: the levels at
+    that constant times ``1 + g·l`` (relative spacing ``g``, the jitter a fraction of ``g``); ``jitter``: this
+    unit's jitter as a fraction of the level gap (``None``: ``make_published_tokens``' ``jitter``)."""
     levels: int
     zipf: float = 0.0
     levels2: int = 0
     collapsed: bool = False
+    near_collapsed: float = 0.0
+    rel_gap: float = 0.0
+    jitter: float | None = None
+
+    def __post_init__(self):
+        if self.levels < 1 or self.levels2 < 0:
+            raise ValueError(f"levels must be >= 1 and levels2 >= 0, got {self.levels}, {self.levels2}")
+        if self.near_collapsed < 0 or self.rel_gap < 0 or (self.jitter is not None and self.jitter < 0):
+            raise ValueError(f"near_collapsed, rel_gap and jitter must be >= 0, got {self.near_collapsed}, "
+                             f"{self.rel_gap}, {self.jitter}")
+        if sum((self.collapsed, self.near_collapsed > 0, self.rel_gap > 0 or self.levels2 > 0)) > 1:
+            raise ValueError("a UnitSpec is at most one of collapsed, near_collapsed and fine (rel_gap) or mixed "
+                             "(levels2)")
 
     @property
     def n_values(self) -> int:
-        return 1 if self.collapsed else self.levels * max(self.levels2, 1)
+        return 1 if self.collapsed or self.near_collapsed > 0 else self.levels * max(self.levels2, 1)
 
 
-def hard_setting(num_units: int = 20, max_levels: int = 40, zipf: float = 1.0) -> list[UnitSpec]:
-    """The hard test set of issue 12: level counts 2..``max_levels`` spread over the units, Zipf frequencies,
-    units 0 and 1 collapsed, units 2 and 3 mixed (3 × 4 and 2 × 5 joint values)."""
+def hard_setting(num_units: int = 20, max_levels: int = 40, zipf: float = 1.0,
+                 near_collapsed: float = 1e-4) -> list[UnitSpec]:
+    """The hard token set: level counts 2..``max_levels`` spread over the units, Zipf frequencies, unit 0
+    collapsed, unit 1 near-collapsed (constant up to a relative noise ``near_collapsed``: a dying unit), units 2
+    and 3 mixed (3 × 4 and 2 × 5 joint values)."""
     if num_units < 5:
         raise ValueError(f"num_units must be >= 5 for the hard setting, got {num_units}")
     n_plain = num_units - 4
     lv = [2 + round(i * (max_levels - 2) / max(n_plain - 1, 1)) for i in range(n_plain)]
-    return ([UnitSpec(1, collapsed=True), UnitSpec(1, collapsed=True),
+    return ([UnitSpec(1, collapsed=True), UnitSpec(1, near_collapsed=near_collapsed),
              UnitSpec(3, zipf, levels2=4), UnitSpec(2, zipf, levels2=5)]
             + [UnitSpec(L, zipf) for L in lv])
 
@@ -66,10 +87,22 @@ def _labels(g: torch.Generator, n: int, L: int, zipf: float) -> torch.Tensor:
     return torch.multinomial(p / p.sum(), n, replacement=True, generator=g)
 
 
+# the scalar of a collapsed unit, and the base of near-collapsed and fine units
+CONSTANT = 0.3
+
+
 def _scalar(g: torch.Generator, spec: UnitSpec, n: int, jitter: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scalar [n] float64, joint label [n] int64)`` of one unit."""
+    jitter = jitter if spec.jitter is None else spec.jitter
+    zero = torch.zeros(n, dtype=torch.int64)
     if spec.collapsed:
-        return torch.full((n,), 0.3, dtype=torch.float64), torch.zeros(n, dtype=torch.int64)
+        return torch.full((n,), CONSTANT, dtype=torch.float64), zero
+    if spec.near_collapsed > 0:
+        return CONSTANT * (1.0 + spec.near_collapsed * torch.randn(n, generator=g, dtype=torch.float64)), zero
+    if spec.rel_gap > 0:
+        label = _labels(g, n, spec.levels, spec.zipf)
+        rel = spec.rel_gap * (label.to(torch.float64) + jitter * torch.randn(n, generator=g, dtype=torch.float64))
+        return CONSTANT * (1.0 + rel), label
     L1, L2 = spec.levels, max(spec.levels2, 1)
     label = _labels(g, n, L1 * L2, spec.zipf)
     # the second factor as a fine offset inside the coarse step of the first (blocks 1.5 steps apart)

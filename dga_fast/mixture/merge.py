@@ -70,11 +70,15 @@ class PointStats:
 
 def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
                 stats: PointStats, verify=None, done: torch.Tensor | None = None,
-                kernels: MStepKernels = REFERENCE) -> tuple[MixtureState, PointStats, torch.Tensor]:
-    """One merge round; returns ``(state, stats, n_merged [G])`` with the merged slots' statistics updated.
-    ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the candidate pairs (the
-    merged state holds every candidate merged). ``done [G]``: groups left as they are. Computed in float64
-    (the tensors are tiny); ``kernels.eigh`` solves the merged covariances."""
+                kernels: MStepKernels = REFERENCE, refused: torch.Tensor | None = None
+                ) -> tuple[MixtureState, PointStats, torch.Tensor, torch.Tensor]:
+    """One merge round; returns ``(state, stats, n_merged [G], n_candidates [G])`` with the merged slots'
+    statistics updated. ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the
+    candidate pairs (the merged state holds every candidate merged). ``refused [G, K, K]`` (bool, updated in
+    place): pairs ``verify`` turned down, left out of the pairing until one of the two slots merges with another
+    (its statistics are new then), so that each component goes on to its next-best partner. ``done [G]``:
+    groups left as they are. Computed in float64 (the tensors are tiny); ``kernels.eigh`` solves the merged
+    covariances."""
     orig_dtype = state.dtype
     st = state.to(dtype=torch.float64)
     G, K, D = st.means.shape
@@ -98,19 +102,28 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
     ll_m = -0.5 * n_m * torch.log(var_m)
     gain = 2.0 * (ll_m - ll_sep) + _EXTRA_PARAMS * math.log(n_total)             # > 0: merge
     pair_ok = act.unsqueeze(2) & act.unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
+    if refused is not None:
+        pair_ok &= ~refused
     gain = torch.where(pair_ok, gain, torch.full_like(gain, float("-inf")))
     best, nb = gain.max(-1)                                                        # [G,K]
     mutual = torch.gather(nb, 1, nb) == torch.arange(K, device=dev)
     accept = act & mutual & (best > 0) & (torch.arange(K, device=dev) < nb)
     if done is not None:
         accept &= ~done.unsqueeze(1)
+    n_candidates = accept.sum(1)
     if bool(accept.any()) and verify is not None:
-        accept = verify(_apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)[0], accept, nb)
+        ok = verify(_apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)[0], accept, nb)
+        if refused is not None:
+            no = torch.nn.functional.one_hot(nb, K).bool() & (accept & ~ok).unsqueeze(-1)      # [G, K, K]
+            refused |= no | no.transpose(1, 2)
+        accept = ok
     n_merged = accept.sum(1)
     if not bool(accept.any()):
-        return state, stats, n_merged
+        return state, stats, n_merged, n_candidates
+    if refused is not None:   # the merged slots' pairs are new pairs
+        refused &= ~(accept.unsqueeze(2) | accept.unsqueeze(1))
     out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)
-    return out.to(dtype=orig_dtype), new_stats, n_merged
+    return out.to(dtype=orig_dtype), new_stats, n_merged, n_candidates
 
 
 def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
@@ -158,17 +171,23 @@ def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
                      max_rounds: int | None = None, stats: PointStats | None = None, verify=None,
                      kernels: MStepKernels = REFERENCE) -> tuple[MixtureState, torch.Tensor]:
-    """Merge rounds until no group merges (at most ``K − 1`` rounds). ``stats``: the components' statistics
-    (default: from the fitted parameters). A group that merges nothing in a round is done (its next round would
-    propose the same pairs): it is left as it is from then on, so every group's result is its own. ``kernels``: the
-    M-step's (``MStepKernels``; its ``eigh`` solves the merged covariances). Returns ``(state, merged [G])``."""
-    total = torch.zeros(state.G, dtype=torch.int64, device=state.device)
-    done = torch.zeros(state.G, dtype=torch.bool, device=state.device)
+    """Merge rounds until no group has a candidate pair left (at most ``max_rounds``, default ``K²``: every
+    round merges or turns down a pair of every group that is not done). ``stats``: the components' statistics
+    (default: from the fitted parameters). A pair ``verify`` turns down is not proposed again until one of its
+    slots merges, so its components go on to their next-best partners: two adjacent slices of one Gaussian whose
+    union the check refuses (a sharp cut on one side) can still join through the slice between them. A group
+    with no candidate pair is done (its next round would propose nothing): it is left as it is from then on, so
+    every group's result is its own. ``kernels``: the M-step's (``MStepKernels``; its ``eigh`` solves the
+    merged covariances). Returns ``(state, merged [G])``."""
+    G, K = state.G, state.K
+    total = torch.zeros(G, dtype=torch.int64, device=state.device)
+    done = torch.zeros(G, dtype=torch.bool, device=state.device)
+    refused = torch.zeros(G, K, K, dtype=torch.bool, device=state.device) if verify is not None else None
     stats = PointStats.of_state(state, n_total) if stats is None else stats
-    for _ in range(max_rounds if max_rounds is not None else state.K - 1):
-        state, stats, n = merge_round(state, n_total, cfg, floor, stats, verify, done, kernels)
+    for _ in range(max_rounds if max_rounds is not None else K * K):
+        state, stats, n, tried = merge_round(state, n_total, cfg, floor, stats, verify, done, kernels, refused)
         total += n
-        done |= n == 0
+        done |= tried == 0
         if bool(done.all()):
             break
     return state, total
