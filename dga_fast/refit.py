@@ -131,7 +131,7 @@ class RefitConfig:
     noise_floor: float
     mstep: MStepConfig
     split: object
-    final_em_iters: int = 2
+    final_em_iters: int = 1
 
 
 class RefitContext:

@@ -84,7 +84,45 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
     G, K, D = st.means.shape
     dev = st.device
     act = st.active
-    n, mus, cov = stats.n, stats.means, stats.cov                                  # [G,K], [G,K,D], [G,K,D,D]
+    todo = torch.arange(G, device=dev) if done is None else (~done).nonzero().squeeze(1)   # groups still merging
+    pair_ok = act[todo].unsqueeze(2) & act[todo].unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
+    if refused is not None:
+        pair_ok &= ~refused[todo]
+    gain = _pair_gains(stats.n[todo], stats.means[todo], stats.cov[todo], floor[todo], n_total)
+    gain = torch.where(pair_ok, gain, torch.full_like(gain, float("-inf")))
+    best = torch.full((G, K), float("-inf"), dtype=gain.dtype, device=dev)
+    nb = torch.arange(K, device=dev).repeat(G, 1)                                 # done groups: themselves
+    best[todo], nb[todo] = gain.max(-1)                                            # [G,K]
+    mutual = torch.gather(nb, 1, nb) == torch.arange(K, device=dev)
+    accept = act & mutual & (best > 0) & (torch.arange(K, device=dev) < nb)
+    n_candidates = accept.sum(1)
+    if not bool(accept.any()):
+        return state, stats, n_candidates, n_candidates
+    merged = _merge_pairs(st, stats, accept, nb, cfg, floor, kernels.eigh)
+    keep = torch.ones_like(merged.g, dtype=torch.bool)
+    if verify is not None:
+        ok = verify(_write(st, None, merged, keep, n_total)[0], accept, nb)
+        if refused is not None:
+            no = torch.nn.functional.one_hot(nb, K).bool() & (accept & ~ok).unsqueeze(-1)      # [G, K, K]
+            refused |= no | no.transpose(1, 2)
+        accept = ok
+        keep = ok[merged.g, merged.k]
+    n_merged = accept.sum(1)
+    if not bool(accept.any()):
+        return state, stats, n_merged, n_candidates
+    if refused is not None:   # the merged slots' pairs are new pairs
+        refused &= ~(accept.unsqueeze(2) | accept.unsqueeze(1))
+    out, new_stats = _write(st, stats, merged, keep, n_total)
+    return out.to(dtype=orig_dtype), new_stats, n_merged, n_candidates
+
+
+def _pair_gains(n: torch.Tensor,      # [G, K]
+                mus: torch.Tensor,    # [G, K, D]
+                cov: torch.Tensor,    # [G, K, D, D]
+                floor: torch.Tensor,  # [G]
+                n_total: int) -> torch.Tensor:   # [G, K, K] float64, > 0: one Gaussian is better
+    """The BIC gain of merging every pair along the line through its means (module docstring)."""
+    G, K = n.shape
     delta = mus.unsqueeze(2) - mus.unsqueeze(1)                                    # [G,K,K,D] μ_k − μ_l
     dist2 = delta.square().sum(-1)
     u = delta / dist2.clamp_min(1e-300).sqrt().unsqueeze(-1)
@@ -100,72 +138,69 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
     xlogy = lambda a, b: torch.where(a > 0, a * torch.log(b.clamp_min(1e-300)), torch.zeros_like(a))  # noqa: E731
     ll_sep = (xlogy(n_k, wk) + xlogy(n_l, wl) - 0.5 * (n_k * torch.log(var_k) + n_l * torch.log(var_l)))
     ll_m = -0.5 * n_m * torch.log(var_m)
-    gain = 2.0 * (ll_m - ll_sep) + _EXTRA_PARAMS * math.log(n_total)             # > 0: merge
-    pair_ok = act.unsqueeze(2) & act.unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
-    if refused is not None:
-        pair_ok &= ~refused
-    gain = torch.where(pair_ok, gain, torch.full_like(gain, float("-inf")))
-    best, nb = gain.max(-1)                                                        # [G,K]
-    mutual = torch.gather(nb, 1, nb) == torch.arange(K, device=dev)
-    accept = act & mutual & (best > 0) & (torch.arange(K, device=dev) < nb)
-    if done is not None:
-        accept &= ~done.unsqueeze(1)
-    n_candidates = accept.sum(1)
-    if bool(accept.any()) and verify is not None:
-        ok = verify(_apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)[0], accept, nb)
-        if refused is not None:
-            no = torch.nn.functional.one_hot(nb, K).bool() & (accept & ~ok).unsqueeze(-1)      # [G, K, K]
-            refused |= no | no.transpose(1, 2)
-        accept = ok
-    n_merged = accept.sum(1)
-    if not bool(accept.any()):
-        return state, stats, n_merged, n_candidates
-    if refused is not None:   # the merged slots' pairs are new pairs
-        refused &= ~(accept.unsqueeze(2) | accept.unsqueeze(1))
-    out, new_stats = _apply(st, stats, accept, nb, cfg, floor, n_total, kernels.eigh)
-    return out.to(dtype=orig_dtype), new_stats, n_merged, n_candidates
+    return 2.0 * (ll_m - ll_sep) + _EXTRA_PARAMS * math.log(n_total)
 
 
-def _apply(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
-           floor: torch.Tensor, n_total: int, eigh=robust_eigh) -> tuple[MixtureState, PointStats]:
-    """The moment-matched merge of every accepted pair ``(k, nb[k])`` written into slot k; slot nb[k] freed."""
-    G, K, D = st.means.shape
-    dev = st.device
-    n, mus, cov = stats.n, stats.means, stats.cov
-    gidx = torch.arange(G, device=dev).unsqueeze(1)
-    n_b, mu_b, cov_b = n[gidx, nb], mus[gidx, nb], cov[gidx, nb]
-    n_sum = (n + n_b).clamp_min(1e-300)
-    a_w, b_w = (n / n_sum).unsqueeze(-1), (n_b / n_sum).unsqueeze(-1)
-    mu_m = a_w * mus + b_w * mu_b
-    dlt = mus - mu_b
-    cov_m = (a_w.unsqueeze(-1) * cov + b_w.unsqueeze(-1) * cov_b
-             + (a_w * b_w).unsqueeze(-1) * dlt.unsqueeze(-1) * dlt.unsqueeze(-2))
-    ev, vec = eigh(cov_m[accept], top=min(D, st.dmax))                   # only the merged slots are solved
-    evals = torch.ones(G, K, D, dtype=cov_m.dtype, device=dev)
-    evals[accept] = ev.flip(-1)
-    fl2 = floor.to(torch.float64).reshape(G, 1, 1)
-    evals = evals.clamp_min(fl2)                                         # decreasing
-    evecs = torch.zeros(G, K, D, min(D, st.dmax), dtype=cov_m.dtype, device=dev)
-    evecs[accept] = top_vectors(vec, st.dmax)
-    d_m = cattell_dims(evals, cfg.threshold, cfg.d_max)
-    mask, top, kept, Q = subspace(evals, evecs, d_m, st.dmax)
-    b_m = ((evals.sum(-1) - kept) / (D - d_m).clamp_min(1)).clamp_min(fl2.squeeze(-1))
+@dataclass
+class _Merged:
+    """The moment-matched merge of every candidate pair ``(g, k, b = nb[g, k])``, one row per pair [M]: mass
+    ``n``, mean ``[M, D]``, covariance ``[M, D, D]`` and its HDDC form (``Q [M, D, dl]``, ``eigvals [M, dl]``,
+    ``noise``, ``dims``)."""
+    g: torch.Tensor
+    k: torch.Tensor
+    b: torch.Tensor
+    n: torch.Tensor
+    mean: torch.Tensor
+    cov: torch.Tensor
+    Q: torch.Tensor
+    eigvals: torch.Tensor
+    noise: torch.Tensor
+    dims: torch.Tensor
+
+
+def _merge_pairs(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
+                 floor: torch.Tensor, eigh=robust_eigh) -> _Merged:
+    """Every accepted pair ``(k, nb[k])`` merged, computed for those pairs only (float64)."""
+    D = st.means.shape[-1]
+    g, k = accept.nonzero(as_tuple=True)
+    b = nb[g, k]
+    n_a, n_b = stats.n[g, k], stats.n[g, b]
+    n_sum = (n_a + n_b).clamp_min(1e-300)
+    a_w, b_w = (n_a / n_sum).unsqueeze(-1), (n_b / n_sum).unsqueeze(-1)            # [M, 1]
+    mu_a, mu_b = stats.means[g, k], stats.means[g, b]                              # [M, D]
+    dlt = mu_a - mu_b
+    cov = (a_w.unsqueeze(-1) * stats.cov[g, k] + b_w.unsqueeze(-1) * stats.cov[g, b]
+           + (a_w * b_w).unsqueeze(-1) * dlt.unsqueeze(-1) * dlt.unsqueeze(-2))     # [M, D, D]
+    fl = floor.to(torch.float64)[g]                                                # [M]
+    ev, vec = eigh(cov, top=min(D, st.dmax))
+    evals = ev.flip(-1).clamp_min(fl.unsqueeze(-1))                                # decreasing
+    d = cattell_dims(evals, cfg.threshold, cfg.d_max)
+    mask, top, kept, Q = subspace(evals, top_vectors(vec, st.dmax), d, st.dmax)
+    noise = ((evals.sum(-1) - kept) / (D - d).clamp_min(1)).clamp_min(fl)
+    return _Merged(g=g, k=k, b=b, n=n_sum, mean=a_w * mu_a + b_w * mu_b, cov=cov, Q=Q,
+                   eigvals=torch.where(mask, top, torch.ones_like(top)), noise=noise, dims=d)
+
+
+def _write(st: MixtureState, stats: PointStats | None, m: _Merged, keep: torch.Tensor,   # [M] bool
+           n_total: int) -> tuple[MixtureState, PointStats | None]:
+    """The merges ``keep`` of ``m`` written into their slots k (slots b freed), weights renormalised; and into
+    a copy of ``stats`` (``None``: not needed)."""
+    g, k, b = m.g[keep], m.k[keep], m.b[keep]
     out = st.clone()
-    acc = accept.unsqueeze(-1)
-    out.means = torch.where(acc, mu_m, st.means)
-    out.components = torch.where(acc.unsqueeze(-1), Q, st.components)
-    out.eigvals = torch.where(acc, torch.where(mask, top, torch.ones_like(top)), st.eigvals)
-    out.noise = torch.where(accept, b_m, st.noise)
-    out.dims = torch.where(accept, d_m, st.dims)
-    out.log_weights = torch.where(accept, torch.log(n_sum / n_sum.new_tensor(n_total)), st.log_weights)
-    freed = torch.zeros_like(nb).scatter_add_(1, torch.where(accept, nb, torch.zeros_like(nb)),
-                                              accept.long()) > 0
-    out.active = out.active & ~freed
+    out.means[g, k] = m.mean[keep]
+    out.components[g, k] = m.Q[keep]
+    out.eigvals[g, k] = m.eigvals[keep]
+    out.noise[g, k] = m.noise[keep]
+    out.dims[g, k] = m.dims[keep]
+    out.log_weights[g, k] = torch.log(m.n[keep] / float(n_total))
+    out.active[g, b] = False
     out.log_weights = torch.where(out.active, out.log_weights, torch.full_like(out.noise, float("-inf")))
     out.log_weights = out.log_weights - logsumexp_slots(out.log_weights, 1, keepdim=True)
-    new_stats = PointStats(n=torch.where(accept, n_sum, n), means=torch.where(acc, mu_m, mus),
-                           cov=torch.where(acc.unsqueeze(-1), cov_m, cov))
-    return out, new_stats
+    if stats is None:
+        return out, None
+    n, means, cov = stats.n.clone(), stats.means.clone(), stats.cov.clone()
+    n[g, k], means[g, k], cov[g, k] = m.n[keep], m.mean[keep], m.cov[keep]
+    return out, PointStats(n=n, means=means, cov=cov)
 
 
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
