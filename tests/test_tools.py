@@ -240,3 +240,27 @@ def test_sampler_check_reports_every_sampler_and_draw(tmp_path):
         assert len(draws) == 2 and all(d["ratio"] > 0 and 0 <= d["closer_to_other"] <= 1 for d in draws)
     assert json.loads((tmp_path / "s.json").read_text())["latent_clip"] > 0
     assert float(AnchoredDiffusion.load(tmp_path / "ck").latent_clip) == 0
+
+
+def test_dyga_quality_reports_a_table_per_jitter(tmp_path, capsys):
+    """benchmarks/dyga_quality.py --setting hard: one run per jitter, a row per unit with the Gaussians found
+    and the ARI, the single-value units checked, and the JSON written."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from dyga_quality import main
+    out = main(["--setting", "hard", "--n", "3000", "--jitter", "0.1", "0.15", "--out", str(tmp_path / "q.json")])
+    assert [r["jitter"] for r in out["runs"]] == [0.1, 0.15]
+    for run in out["runs"]:
+        assert len(run["units"]) == 20 and run["single_value_units_one_gaussian"]
+        assert all(0.0 <= u["ari"] <= 1.0 for u in run["units"])
+        assert all(u["ok"] == (u["ari"] >= 0.95 and abs(u["found"] - u["levels"]) <= 0.1 * u["levels"])
+                   for u in run["units"])
+    assert json.loads((tmp_path / "q.json").read_text())["runs"][1]["units"] == out["runs"][1]["units"]
+    assert "s0 j0.15" in capsys.readouterr().out
+
+
+def test_dyga_quality_dying_setting_has_one_row_per_noise_level():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from dyga_quality import DYING_NOISE, main
+    (run,) = main(["--setting", "dying", "--n", "1500"])["runs"]
+    assert [u["near_collapsed"] for u in run["units"]] == [r for r in DYING_NOISE for _ in range(6)]
+    assert all(u["levels"] == 1 for u in run["units"]) and run["mean_ari_multi_level"] is None
