@@ -21,7 +21,7 @@ TOKEN_PRECISION = 8.0
 # E-step's float32 projections of O(√D)-norm vectors carry errors of about eps·D in its quadratic terms, which
 # are divided by the noise variance b; a b above the floor keeps them below a tenth of a nat
 COMPUTE_PRECISION = 16.0
-# the formats whose rounding a group's tokens may carry, narrowest first, and the rows checked for it
+# the formats whose rounding a group's tokens may carry (coarsest first), and the rows checked for it
 _FORMATS = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
 _EPS_ROWS = 4096
 
