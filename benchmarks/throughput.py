@@ -38,6 +38,9 @@ Families:
   train  one training step of the small model at 64x64: pixel diffusion vs latent diffusion (first stage's
          16x16x3 latents, precomputed as the latent cache gives them), same widths and batch (items_per_s =
          images/s; the speed-up is the images/s ratio), and the cost of one DyGA refit (once per epoch).
+  step   images/s of one training step of the study's recipe (loss + backward + AdamW on precomputed latents):
+         the tiny-latent preset at 32x32 (batch 16 ... 256) and the paper preset at 64x64 (batch 16, 32; up to
+         256 at --size large), on 1 and 2 threads (CPU).
 """
 from __future__ import annotations
 
@@ -46,12 +49,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import em, fused, metrics, plans, refit, train  # noqa: E402
+from bench import em, fused, metrics, plans, refit, step, train  # noqa: E402
 from bench.harness import run  # noqa: E402
 
 FAMILIES = {"refit": refit.family_refit, "em": em.family_em, "hddc": em.family_hddc, "estep": fused.family_estep,
             "anchor": fused.family_anchor, "skip": fused.family_skip, "plans": plans.family_plans,
-            "metrics": metrics.family_metrics, "train": train.family_train}
+            "metrics": metrics.family_metrics, "train": train.family_train, "step": step.family_step}
 # (family, faster provider, baseline provider[, mode])
 SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "loop-mvn"),
             ("refit", "dga_fast", "dga_fast-reference"),

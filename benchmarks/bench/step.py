@@ -1,0 +1,80 @@
+"""Row family ``step``: images/s of one training step of the study's recipe (loss + backward + AdamW) on
+precomputed latents, as the latent cache gives them, per preset, batch size and number of threads.
+
+Configurations: the ``tiny-latent`` preset at 32×32 on 8×8×3 latents (the study's and the demo's recipe) and the
+``paper`` preset at 64×64 on 16×16×3 latents. The first stage is randomly initialised: a step's cost does not
+depend on its weights. ``--size small`` times one tiny-latent batch on one thread (the suite's smoke run)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .harness import Case
+
+# (preset, batch sizes) per --size; the paper preset's batches stop where a step takes seconds on 2 cores
+CONFIGS = {
+    "small": [("tiny-latent", (16,))],
+    "default": [("tiny-latent", (16, 32, 64, 128, 256)), ("paper", (16, 32))],
+    "large": [("tiny-latent", (16, 32, 64, 128, 256)), ("paper", (16, 32, 64, 128, 256))],
+}
+THREADS = {"small": (1,), "default": (1, 2), "large": (1, 2)}
+
+
+def build(preset: str, batch: int, seed: int, device):
+    """The preset's model with its first stage, a batch of SyntheticShapes images and their latents."""
+    from dga_fast import AnchoredDiffusion
+    from dga_fast.data import SyntheticShapes
+    from dga_fast.nn import FirstStage
+    from dga_fast.presets import PRESETS
+
+    cfg = PRESETS[preset]["model"]
+    torch.manual_seed(seed)
+    fs = FirstStage(**cfg["first_stage"]).to(device).eval()
+    model = AnchoredDiffusion(**{k: v for k, v in cfg.items() if k != "first_stage"}, first_stage=fs).to(device)
+    ds = SyntheticShapes(cfg["image_size"], seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    x = ds.get_batch(torch.randint(0, len(ds), (batch,), generator=g))[0].to(device)
+    with torch.no_grad():
+        z = fs.encode(x)
+    model.fit_latent_scale(z)
+    return model, x, z
+
+
+def step_cases(preset: str, batch: int, threads: tuple, seed: int, device) -> list[Case]:
+    """One case per number of threads, on one model and batch."""
+    model, x, z = build(preset, batch, seed, device)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    shape = "x".join(str(s) for s in z.shape[1:])
+    return [Case("step", f"{preset}-b{batch}", f"{t}t", _step(model, opt, x, z, t, seed, device),
+                 _check(batch, t), items=batch,
+                 note=f"{preset} preset, {x.shape[-1]}x{x.shape[-1]} images, {shape} latents, batch {batch}, "
+                      f"{t} thread(s): loss + backward + AdamW") for t in threads]
+
+
+def _step(model, opt, x, z, threads: int, seed: int, device):
+    def step():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            loss = model.loss(x, generator=torch.Generator(device).manual_seed(seed), latents=z)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        finally:
+            torch.set_num_threads(before)
+        return float(loss.detach())
+    return step
+
+
+def _check(batch: int, threads: int):
+    def check(loss):
+        return {"ok": math.isfinite(loss), "loss": round(loss, 4), "batch": batch, "threads": threads}
+    return check
+
+
+def family_step(args, device) -> list[Case]:
+    threads = THREADS[args.size] if device.type == "cpu" else (torch.get_num_threads(),)
+    return [case for preset, batches in CONFIGS[args.size] for b in batches
+            for case in step_cases(preset, b, threads, args.seed, device)]
