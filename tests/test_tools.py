@@ -267,3 +267,19 @@ def test_dyga_quality_dying_setting_has_one_row_per_noise_level():
     (run,) = main(["--setting", "dying", "--n", "1500"])["runs"]
     assert [u["near_collapsed"] for u in run["units"]] == [r for r in DYING_NOISE for _ in range(6)]
     assert all(u["levels"] == 1 for u in run["units"]) and run["mean_ari_multi_level"] is None
+
+
+def test_profile_step_reports_the_ranges_and_operators(tmp_path):
+    """benchmarks/profile_step.py: the step's ranges (encoder, anchoring, U-Net, backward, AdamW) are found in the
+    profile, with operator counts and a top-operator table."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from profile_step import RANGES, main
+    threads = torch.get_num_threads()
+    try:
+        out = main(["--batch", "2", "--steps", "1", "--threads", "1", "--out", str(tmp_path / "p.json")])
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = out["rows"]
+    assert set(row["ranges_ms"]) == set(RANGES) and all(v > 0 for v in row["ranges_ms"].values())
+    assert row["aten_calls_per_step"] > 100 and row["top_ops"] and row["images_per_s"] > 0
+    assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["batch"] == 2
