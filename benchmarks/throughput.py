@@ -40,7 +40,8 @@ Families:
          images/s; the speed-up is the images/s ratio), and the cost of one DyGA refit (once per epoch).
   step   images/s of one training step of the study's recipe (loss + backward + AdamW on precomputed latents):
          the tiny-latent preset at 32x32 (batch 16 ... 256) and the paper preset at 64x64 (batch 16, 32; up to
-         256 at --size large), on 1 and 2 threads (CPU).
+         256 at --size large), on 1 and 2 threads (CPU); and the whole fit loop of tiny-latent for 120 steps
+         (latents encoded on first use, a refit, a checkpoint, logging): its wall rate and its log's images/s.
 """
 from __future__ import annotations
 

@@ -6,7 +6,12 @@ Configurations: the ``tiny-latent`` preset at 32×32 on 8×8×3 latents (the stu
 depend on its weights. ``--size small`` times one tiny-latent batch on one thread (the suite's smoke run)."""
 from __future__ import annotations
 
+import json
 import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 
@@ -19,6 +24,8 @@ CONFIGS = {
     "large": [("tiny-latent", (16, 32, 64, 128, 256)), ("paper", (16, 32, 64, 128, 256))],
 }
 THREADS = {"small": (1,), "default": (1, 2), "large": (1, 2)}
+# the whole fit loop, as ``train`` runs it: (preset, steps) per --size (none in the suite's smoke run)
+FIT = {"small": [], "default": [("tiny-latent", 120)], "large": [("tiny-latent", 600)]}
 
 
 def build(preset: str, batch: int, seed: int, device):
@@ -74,7 +81,50 @@ def _check(batch: int, threads: int):
     return check
 
 
+def fit_case(preset: str, steps: int, seed: int, device) -> Case:
+    """``fit`` for ``steps`` steps of the preset's batch size, as a user's ``train`` runs it: images rendered by
+    the dataset, latents encoded into a new cache on first use, one DyGA refit and one checkpoint halfway, a
+    log row every 10 steps. Reports the wall rate (``items_per_s``) and the median of the log's
+    ``images_per_s``."""
+    from dga_fast import AnchoredDiffusion
+    from dga_fast.data import IndexSubset, SyntheticShapes
+    from dga_fast.latent_cache import LatentCache, LatentDataset
+    from dga_fast.nn import FirstStage
+    from dga_fast.presets import PRESETS
+    from dga_fast.train import TrainConfig, fit
+
+    cfg, train = PRESETS[preset]["model"], PRESETS[preset]["train"]
+    ds = IndexSubset(SyntheticShapes(cfg["image_size"], seed=seed), torch.arange(8192))
+    half = steps // 2
+    tcfg = TrainConfig(**{**train, "steps": steps, "refit_warmup": half, "refit_every": half, "ckpt_every": half,
+                          "log_every": 10, "progress": False, "seed": seed})
+
+    def run():
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(seed)
+            fs = FirstStage(**cfg["first_stage"]).to(device).eval()
+            cache = LatentCache(fs, ds, Path(tmp) / "latents", {"name": "synthetic-shapes"}, progress=False)
+            model = AnchoredDiffusion(**{k: v for k, v in cfg.items() if k != "first_stage"},
+                                      first_stage=fs).to(device)
+            t0 = time.perf_counter()
+            hist = fit(model, LatentDataset(ds, cache), Path(tmp) / "run", tcfg)
+            wall = time.perf_counter() - t0
+            rows = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
+        ips = [r["images_per_s"] for r in rows if "images_per_s" in r]
+        return {"wall_s": wall, "log_images_per_s": ips, "loss": hist["losses"][-1][1]}
+
+    def check(r):
+        return {"ok": math.isfinite(r["loss"]) and bool(r["log_images_per_s"]),
+                "log_images_per_s_median": round(statistics.median(r["log_images_per_s"]), 1),
+                "log_images_per_s_first": r["log_images_per_s"][0], "wall_s": round(r["wall_s"], 2)}
+    B = tcfg.batch_size
+    return Case("step", f"{preset}-fit", f"{torch.get_num_threads()}t", run, check, items=steps * B, repeats=1,
+                warmup=False, note=f"fit: {steps} steps x batch {B}, latents encoded on first use, a refit and a "
+                                   f"checkpoint at step {half}; items_per_s = all images / wall time of fit")
+
+
 def family_step(args, device) -> list[Case]:
     threads = THREADS[args.size] if device.type == "cpu" else (torch.get_num_threads(),)
-    return [case for preset, batches in CONFIGS[args.size] for b in batches
-            for case in step_cases(preset, b, threads, args.seed, device)]
+    cases = [case for preset, batches in CONFIGS[args.size] for b in batches
+             for case in step_cases(preset, b, threads, args.seed, device)]
+    return cases + [fit_case(preset, steps, args.seed, device) for preset, steps in FIT[args.size]]
