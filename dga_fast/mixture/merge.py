@@ -2,7 +2,7 @@
 
 Split and filter only add or remove components, so a unit with fewer attribute values than initial
 components stays over-segmented. A pair of components is merged when one Gaussian explains its points
-better than two, by BIC: the pair under its two fitted components (hard-label classification likelihood)
+better than two, by BIC: the pair as two Gaussians (a classification likelihood with the pair's masses)
 against the moment-matched merged Gaussian, which saves one component's parameters.
 
 The comparison is made along the line through the two means, the direction on which "one Gaussian or
@@ -12,15 +12,19 @@ the noise dimensions: an attribute value whose tokens lie on a slightly curved s
 Gaussian when its noise variance ``b`` is tiny, and a full-space BIC would keep every such value split.
 
 The statistics of a component (mass, mean, covariance) come either from the fitted parameters (``π_k N``,
-``μ_k``, ``Σ_k``) or from the component's own hard-assigned points (``PointStats``). A ``verify`` callable
-has the last word on every candidate pair: DynamicGaussianAnchoring passes the split test of
-``axis_split.py`` on the union of the pair's points, so that a merge never makes a component the split test
-would split again (merge and split cannot undo each other).
+``μ_k``, ``Σ_k``; the default, and DynamicGaussianAnchoring's) or from the component's own hard-assigned
+points (``PointStats.of_points``). The fitted ones judge a Gaussian that EM cut into overlapping pieces as
+the one Gaussian it is; hard pieces are truncated slices, whose classification likelihood beats one
+Gaussian (a slice of the tail 2 sd out by about 0.02 nat a point). A ``verify`` callable has the last word
+on every candidate pair: DynamicGaussianAnchoring passes the split test of ``axis_split.py`` on the union of
+the pair's points, so that a merge never makes a component the split test would split again (merge and
+split cannot undo each other).
 
-Every round scores all pairs (batched over groups), lets each component pick its partner with the largest
-gain (the most overlapping pair), and merges all *mutual* picks with a positive gain (disjoint by
-construction); rounds repeat until no group merges. The merged slot gets the moment-matched mean and
-covariance (eigendecomposed into HDDC form); EM refines it afterwards.
+Every round scores all pairs of the groups still merging (batched over groups), lets each component pick its
+partner with the largest gain (the most overlapping pair), and merges all *mutual* picks with a positive gain
+(disjoint by construction) that ``verify`` accepts; a refused pair is left out until one of its slots merges,
+so its components go on to their next-best partners; rounds repeat until no group has a candidate. The merged
+slot gets the moment-matched mean and covariance (eigendecomposed into HDDC form); EM refines it afterwards.
 """
 from __future__ import annotations
 
