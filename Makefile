@@ -38,9 +38,11 @@ cuda-check: $(STAMP)
 	  echo "cuda-check: nvcc -c $$f ok"; done; fi
 
 # gmm-gpu (the batched-GMM peer of the em rows) is optional; --no-deps: its metadata pins numpy < 2 and an
-# unpinned torch, neither of which it needs here
+# unpinned torch, neither of which it needs here. diffusers (the U-Net peer of the step rows) is optional too
+# and does not depend on torch
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gmm-gpu==0.2.8 || echo "bench: gmm-gpu not installed, its rows are skipped"
+	$(PY) -m pip install --quiet --disable-pip-version-check diffusers==0.42.1 || echo "bench: diffusers not installed, its rows are skipped"
 	$(PY) benchmarks/throughput.py
 
 clean:

@@ -41,7 +41,9 @@ Families:
   step   images/s of one training step of the study's recipe (loss + backward + AdamW on precomputed latents):
          the tiny-latent preset at 32x32 (batch 16 ... 256) and the paper preset at 64x64 (batch 16, 32; up to
          256 at --size large), on 1 and 2 threads (CPU); and the whole fit loop of tiny-latent for 120 steps
-         (latents encoded on first use, a refit, a checkpoint, logging): its wall rate and its log's images/s.
+         (latents encoded on first use, a refit, a checkpoint, logging): its wall rate and its log's images/s;
+         and the tiny-latent U-Net's forward + backward against diffusers' UNet2DConditionModel at the same
+         configuration (optional peer: pip install diffusers==0.42.1; skipped with a message when absent).
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "lo
             ("hddc", "dga_fast", "sklearn-gmm-full"), ("em", "dga_fast", "gmm-gpu"), ("em", "dga_fast", "sklearn-gmm-full"), ("em", "dga_fast", "dga_fast-reference"),
             ("estep", "dga_fast-reference", "full-covariance"), ("estep", "dga_fast-native", "dga_fast-reference"),
             ("estep-kernel", "triton", "reference"), ("estep-kernel", "triton", "compiled"),
+            ("step-unet", "dga_fast", "diffusers", "b16"), ("step-unet", "dga_fast", "diffusers", "b64"),
             ("estep-kernel", "compiled", "reference"), ("estep-kernel", "native", "reference"),
             ("train", "latent", "pixel")]
 SPEEDUPS += [(f"plans-{_op}", "native", "reference") for _op in ("mixture_spread", "split_plan", "filter_plan")]

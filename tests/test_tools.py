@@ -283,3 +283,18 @@ def test_profile_step_reports_the_ranges_and_operators(tmp_path):
     assert set(row["ranges_ms"]) == set(RANGES) and all(v > 0 for v in row["ranges_ms"].values())
     assert row["aten_calls_per_step"] > 100 and row["top_ops"] and row["images_per_s"] > 0
     assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["batch"] == 2
+
+
+def test_diffusers_peer_matches_the_tiny_latent_unet_layout():
+    """The optional diffusers peer of the step rows: the same channels, levels with attention, heads and
+    cross-attention width as the tiny-latent U-Net, and an output of the latents' shape."""
+    pytest.importorskip("diffusers", reason="diffusers is an optional benchmark peer (make bench installs it)")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench.step import diffusers_unet
+    from dga_fast.presets import PRESETS
+    cfg = PRESETS["tiny-latent"]["model"]
+    net = diffusers_unet(cfg, (3, 8, 8))
+    assert net.config.block_out_channels == (64, 128, 128) and net.config.cross_attention_dim == cfg["unit_dim"]
+    assert net.config.down_block_types == ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+    out = net(torch.randn(2, 3, 8, 8), torch.tensor([1, 500]), torch.randn(2, cfg["num_units"], cfg["unit_dim"])).sample
+    assert out.shape == (2, 3, 8, 8)

@@ -6,6 +6,7 @@ Configurations: the ``tiny-latent`` preset at 32×32 on 8×8×3 latents (the stu
 depend on its weights. ``--size small`` times one tiny-latent batch on one thread (the suite's smoke run)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import statistics
@@ -26,6 +27,8 @@ CONFIGS = {
 THREADS = {"small": (1,), "default": (1, 2), "large": (1, 2)}
 # the whole fit loop, as ``train`` runs it: (preset, steps) per --size (none in the suite's smoke run)
 FIT = {"small": [], "default": [("tiny-latent", 120)], "large": [("tiny-latent", 600)]}
+# U-Net forward + backward against diffusers' UNet2DConditionModel (optional peer): tiny-latent batches per --size
+PEER = {"small": (), "default": (16, 64), "large": (16, 64, 256)}
 
 
 def build(preset: str, batch: int, seed: int, device):
@@ -123,8 +126,63 @@ def fit_case(preset: str, steps: int, seed: int, device) -> Case:
                                    f"checkpoint at step {half}; items_per_s = all images / wall time of fit")
 
 
+def diffusers_unet(model_cfg: dict, latent_shape):
+    """diffusers' ``UNet2DConditionModel`` as close to our U-Net as its options allow: the same channels, blocks per
+    level (ResBlocks, the decoder's one more), attention levels (self- then cross-attention to the tokens) and
+    heads, cross-attention dimension = ``unit_dim``, stride-2 conv down and nearest up + conv. It differs in
+    what its options do not reach: each attention level is a transformer block (projections in and out, a GEGLU
+    feed-forward), and there is no Skip Dropout."""
+    from diffusers import UNet2DConditionModel
+    mult, attn = model_cfg["channel_mult"], set(model_cfg["attention_resolutions"])
+    levels = range(len(mult))
+    down = tuple("CrossAttnDownBlock2D" if 2 ** i in attn else "DownBlock2D" for i in levels)
+    up = tuple("CrossAttnUpBlock2D" if 2 ** i in attn else "UpBlock2D" for i in reversed(levels))
+    return UNet2DConditionModel(
+        sample_size=latent_shape[-1], in_channels=latent_shape[0], out_channels=latent_shape[0],
+        block_out_channels=tuple(model_cfg["base_channels"] * m for m in mult),
+        layers_per_block=model_cfg["num_res_blocks"], down_block_types=down, up_block_types=up,
+        cross_attention_dim=model_cfg["unit_dim"], attention_head_dim=model_cfg["num_heads"], norm_num_groups=32)
+
+
+def peer_cases(batch: int, seed: int, device) -> list[Case]:
+    """Forward + backward of the tiny-latent U-Net on its latents and tokens: ours and diffusers'."""
+    from dga_fast.presets import PRESETS
+    cfg = PRESETS["tiny-latent"]["model"]
+    model, x, z = build("tiny-latent", batch, seed, device)
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randint(0, 1000, (batch,), generator=g).to(device)
+    cond = torch.randn(batch, cfg["num_units"], cfg["unit_dim"], generator=g).to(device)
+    zt = (z * model.latent_scale).detach()
+    peer = diffusers_unet(cfg, z.shape[1:]).to(device).train()
+    ours = model.unet.train()
+    nparams = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+
+    def run(net, call):
+        def fn():
+            net.zero_grad(set_to_none=True)
+            out = call()
+            out.square().mean().backward()
+            return float(out.detach().abs().mean())
+        return fn
+
+    def check(net):
+        return lambda v: {"ok": math.isfinite(v), "params": nparams(net), "batch": batch}
+    note = f"tiny-latent U-Net on {'x'.join(map(str, z.shape[1:]))} latents and {cfg['num_units']} tokens, batch {batch}"
+    return [Case("step-unet", "dga_fast", f"b{batch}", run(ours, lambda: ours(zt, t, cond)), check(ours),
+                 items=batch, note=note + ": forward + backward"),
+            Case("step-unet", "diffusers", f"b{batch}", run(peer, lambda: peer(zt, t, cond).sample),
+                 check(peer), items=batch,
+                 note=note + ": diffusers UNet2DConditionModel, same channels, blocks, attention levels, heads")]
+
+
 def family_step(args, device) -> list[Case]:
     threads = THREADS[args.size] if device.type == "cpu" else (torch.get_num_threads(),)
     cases = [case for preset, batches in CONFIGS[args.size] for b in batches
              for case in step_cases(preset, b, threads, args.seed, device)]
-    return cases + [fit_case(preset, steps, args.seed, device) for preset, steps in FIT[args.size]]
+    cases += [fit_case(preset, steps, args.seed, device) for preset, steps in FIT[args.size]]
+    if PEER[args.size]:
+        if importlib.util.find_spec("diffusers") is None:
+            print("  diffusers rows skipped: pip install diffusers==0.42.1 (an optional benchmark peer)")
+            return cases
+        cases += [c for b in PEER[args.size] for c in peer_cases(b, args.seed, device)]
+    return cases
