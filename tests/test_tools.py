@@ -298,3 +298,25 @@ def test_diffusers_peer_matches_the_tiny_latent_unet_layout():
     assert net.config.down_block_types == ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
     out = net(torch.randn(2, 3, 8, 8), torch.tensor([1, 500]), torch.randn(2, cfg["num_units"], cfg["unit_dim"])).sample
     assert out.shape == (2, 3, 8, 8)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs for minutes: this is its CPU mode")
+def test_gpu_check_prints_its_plan_and_exits_0_without_a_gpu(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no CUDA device" in proc.stdout
+    for step in ("build", "tests", "kernels", "step", "paper", "study"):
+        assert f"  {step} (at most" in proc.stdout
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_gpu_paper_run_script_runs_with_small_numbers(tmp_path):
+    """The paper-preset part of gpu_check.sh, end to end on the CPU with two steps of everything."""
+    env = {**os.environ, "AE_STEPS": "2", "STEPS": "2", "BATCH": "2"}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_paper_run.sh"), sys.executable, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "refit" for r in rows) and any("images_per_s" in r for r in rows)
+    assert (tmp_path / "first_stage_32" / "config.json").exists()
