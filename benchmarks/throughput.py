@@ -39,8 +39,8 @@ Families:
          16x16x3 latents, precomputed as the latent cache gives them), same widths and batch (items_per_s =
          images/s; the speed-up is the images/s ratio), and the cost of one DyGA refit (once per epoch).
   step   images/s of one training step of the study's recipe (loss + backward + AdamW on precomputed latents):
-         the tiny-latent preset at 32x32 (batch 16 ... 256) and the paper preset at 64x64 (batch 16, 32; up to
-         256 at --size large), on 1 and 2 threads (CPU); and the whole fit loop of tiny-latent for 120 steps
+         the tiny-latent preset at 32x32 (batch 16 ... 256) and the paper preset at 64x64 (batch 16, 32; 16, 64,
+         256 and 512 at --size large), on 1 and 2 threads (CPU); and the whole fit loop of tiny-latent for 120 steps
          (latents encoded on first use, a refit, a checkpoint, logging): its wall rate and its log's images/s;
          and the tiny-latent U-Net's forward + backward against diffusers' UNet2DConditionModel at the same
          configuration (optional peer: pip install diffusers==0.42.1; skipped with a message when absent).
