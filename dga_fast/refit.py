@@ -32,7 +32,7 @@ from . import ops
 from ._rng import UnitStreams, unit_seed
 from .distributed import LOCAL, Reducer
 from .mixture import MixtureState, MStepConfig, fit_em, init_state, initial_partition, responsibilities
-from .mixture.merge import PointStats, merge_components
+from .mixture.merge import ComponentStats, merge_components
 from .mixture.reduce import sum_samples
 from .mixture.axis_split import principal_axis_test
 
@@ -300,7 +300,7 @@ def merge_stage(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> Mix
     tail two standard deviations out: by 0.02 nats a point, more than the penalty for a few hundred points)."""
     log_resp, _ = ops.hddc_estep(xs, state)
     labels = log_resp.argmax(-1)
-    stats = PointStats.of_state(state, ctx.S)
+    stats = ComponentStats.of_state(state, ctx.S)
     state, n_merged = merge_components(state, ctx.S, ctx.cfg.mstep, ctx.floor, stats=stats,
                                        verify=UnionSplitTest(ctx, xs, labels), kernels=ops.MSTEP)
     ctx.info["n_merged"] += n_merged.cpu()

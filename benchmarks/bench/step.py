@@ -168,7 +168,8 @@ def peer_cases(batch: int, seed: int, device) -> list[Case]:
 
     def check(net):
         return lambda v: {"ok": math.isfinite(v), "params": nparams(net), "batch": batch}
-    note = f"tiny-latent U-Net on {'x'.join(map(str, z.shape[1:]))} latents and {cfg['num_units']} tokens, batch {batch}"
+    shape = "x".join(map(str, z.shape[1:]))
+    note = f"tiny-latent U-Net on {shape} latents and {cfg['num_units']} tokens, batch {batch}"
     return [Case("step-unet", "dga_fast", f"b{batch}", run(ours, lambda: ours(zt, t, cond)), check(ours),
                  items=batch, note=note + ": forward + backward"),
             Case("step-unet", "diffusers", f"b{batch}", run(peer, lambda: peer(zt, t, cond).sample),

@@ -11,11 +11,11 @@ Gaussian ``w_k uᵀΣ_k u + w_l uᵀΣ_l u + w_k w_l (uᵀδ)²``. In the full s
 the noise dimensions: an attribute value whose tokens lie on a slightly curved segment is never one HDDC
 Gaussian when its noise variance ``b`` is tiny, and a full-space BIC would keep every such value split.
 
-The statistics of a component (mass, mean, covariance) come either from the fitted parameters (``π_k N``,
-``μ_k``, ``Σ_k``; the default, and DynamicGaussianAnchoring's) or from the component's own hard-assigned
-points (``PointStats.of_points``). The fitted ones judge a Gaussian that EM cut into overlapping pieces as
-the one Gaussian it is; hard pieces are truncated slices, whose classification likelihood beats one
-Gaussian (a slice of the tail 2 sd out by about 0.02 nat a point). A ``verify`` callable has the last word
+The statistics of a component (mass, mean, covariance) are those of the fitted parameters (``π_k N``,
+``μ_k``, ``Σ_k``; ``ComponentStats.of_state``), not of the component's hard-assigned points: the fitted ones judge
+a Gaussian that EM cut into overlapping pieces as the one Gaussian it is, while hard pieces are truncated
+slices, whose classification likelihood beats one Gaussian (a slice of the tail 2 sd out by about 0.02 nat a
+point). A ``verify`` callable has the last word
 on every candidate pair: DynamicGaussianAnchoring passes the split test of ``axis_split.py`` on the union of
 the pair's points, so that a merge never makes a component the split test would split again (merge and
 split cannot undo each other).
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..distributed import LOCAL, Reducer
 from .dims import cattell_dims
 from .mstep import REFERENCE, MStepConfig, MStepKernels, robust_eigh, subspace, top_vectors
 from .reduce import logsumexp_slots
@@ -44,38 +43,24 @@ _EXTRA_PARAMS = 3.0
 
 
 @dataclass
-class PointStats:
-    """Per component: mass ``n [G, K]``, mean ``[G, K, D]`` and covariance ``[G, K, D, D]`` (float64)."""
+class ComponentStats:
+    """Per component: mass ``n [G, K]``, mean ``[G, K, D]`` and covariance ``[G, K, D, D]`` (float64), kept up to
+    date as pairs merge."""
     n: torch.Tensor
     means: torch.Tensor
     cov: torch.Tensor
 
     @classmethod
-    def of_state(cls, state: MixtureState, n_total: int) -> "PointStats":
+    def of_state(cls, state: MixtureState, n_total: int) -> "ComponentStats":
         st = state.to(dtype=torch.float64)
         n = torch.where(st.active, st.log_weights.exp(), torch.zeros_like(st.noise)) * n_total
         return cls(n=n, means=st.means, cov=st.covariances())
 
-    @classmethod
-    def of_points(cls, x: torch.Tensor,       # [G, n, D]
-                  labels: torch.Tensor,       # [G, n] hard assignment
-                  K: int, *, reducer: Reducer = LOCAL, kernels: MStepKernels = REFERENCE) -> "PointStats":
-        """Counts, means and (ML) covariances of the hard-assigned points of every slot (the M-step's sums,
-        ``kernels``, in float64)."""
-        one_hot = torch.nn.functional.one_hot(labels, K).to(torch.float64)
-        x64 = x.to(torch.float64)
-        pairs = kernels.pairs(one_hot)
-        n, first = kernels.moments(x64, one_hot, pairs)
-        n = reducer.sum(n)
-        means = reducer.sum(first) / n.clamp_min(1.0).unsqueeze(-1)
-        cov = reducer.sum(kernels.scatter(x64, one_hot, means, pairs)) / n.clamp_min(1.0)[..., None, None]
-        return cls(n=n, means=means, cov=cov)
-
 
 def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                stats: PointStats, verify=None, done: torch.Tensor | None = None,
+                stats: ComponentStats, verify=None, done: torch.Tensor | None = None,
                 kernels: MStepKernels = REFERENCE, refused: torch.Tensor | None = None
-                ) -> tuple[MixtureState, PointStats, torch.Tensor, torch.Tensor]:
+                ) -> tuple[MixtureState, ComponentStats, torch.Tensor, torch.Tensor]:
     """One merge round; returns ``(state, stats, n_merged [G], n_candidates [G])`` with the merged slots'
     statistics updated. ``verify(merged_state, accept [G, K], nb [G, K]) -> accept``: a last word on the
     candidate pairs (the merged state holds every candidate merged). ``refused [G, K, K]`` (bool, updated in
@@ -162,7 +147,7 @@ class _Merged:
     dims: torch.Tensor
 
 
-def _merge_pairs(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
+def _merge_pairs(st: MixtureState, stats: ComponentStats, accept: torch.Tensor, nb: torch.Tensor, cfg: MStepConfig,
                  floor: torch.Tensor, eigh=robust_eigh) -> _Merged:
     """Every accepted pair ``(k, nb[k])`` merged, computed for those pairs only (float64)."""
     D = st.means.shape[-1]
@@ -185,8 +170,8 @@ def _merge_pairs(st: MixtureState, stats: PointStats, accept: torch.Tensor, nb: 
                    eigvals=torch.where(mask, top, torch.ones_like(top)), noise=noise, dims=d)
 
 
-def _write(st: MixtureState, stats: PointStats | None, m: _Merged, keep: torch.Tensor,   # [M] bool
-           n_total: int) -> tuple[MixtureState, PointStats | None]:
+def _write(st: MixtureState, stats: ComponentStats | None, m: _Merged, keep: torch.Tensor,   # [M] bool
+           n_total: int) -> tuple[MixtureState, ComponentStats | None]:
     """The merges ``keep`` of ``m`` written into their slots k (slots b freed), weights renormalised; and into
     a copy of ``stats`` (``None``: not needed)."""
     g, k, b = m.g[keep], m.k[keep], m.b[keep]
@@ -204,11 +189,11 @@ def _write(st: MixtureState, stats: PointStats | None, m: _Merged, keep: torch.T
         return out, None
     n, means, cov = stats.n.clone(), stats.means.clone(), stats.cov.clone()
     n[g, k], means[g, k], cov[g, k] = m.n[keep], m.mean[keep], m.cov[keep]
-    return out, PointStats(n=n, means=means, cov=cov)
+    return out, ComponentStats(n=n, means=means, cov=cov)
 
 
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                     max_rounds: int | None = None, stats: PointStats | None = None, verify=None,
+                     max_rounds: int | None = None, stats: ComponentStats | None = None, verify=None,
                      kernels: MStepKernels = REFERENCE) -> tuple[MixtureState, torch.Tensor]:
     """Merge rounds until no group has a candidate pair left (at most ``max_rounds``, default ``K²``: every
     round merges or turns down a pair of every group that is not done). ``stats``: the components' statistics
@@ -222,7 +207,7 @@ def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor:
     total = torch.zeros(G, dtype=torch.int64, device=state.device)
     done = torch.zeros(G, dtype=torch.bool, device=state.device)
     refused = torch.zeros(G, K, K, dtype=torch.bool, device=state.device) if verify is not None else None
-    stats = PointStats.of_state(state, n_total) if stats is None else stats
+    stats = ComponentStats.of_state(state, n_total) if stats is None else stats
     for _ in range(max_rounds if max_rounds is not None else K * K):
         state, stats, n, tried = merge_round(state, n_total, cfg, floor, stats, verify, done, kernels, refused)
         total += n
