@@ -56,11 +56,12 @@ def test_levels_a_thousandth_apart_are_still_found(levels, dtype, seed):
     assert adjusted_rand_score(data.labels[:, 0], dyga.assign(data.tokens)[:, 0]) >= 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="ReLU tokens: a kink of the token MLP inside a 1e-3 band bends a level; "
+@pytest.mark.xfail(strict=False, reason="ReLU tokens: a kink of the token MLP inside a 1e-3 band bends a level; "
                                        "2 of 200 random cases got a wrong count, 3 more an ARI under 0.99")
 def test_levels_a_thousandth_apart_on_relu_tokens_known_failure():
     """A known failing case of the claim above on ReLU tokens (2 levels at a relative gap of 1e-3, float64,
-    seed 24,070: 7 Gaussians, ARI 0.60)."""
+    seed 24,070: 7 Gaussians, ARI 0.60, on a 2-core Intel Xeon). Not strict: another CPU's rounding may move the
+    pieces, and then it shows as XPASS instead of failing the suite."""
     units = [UnitSpec(2, rel_gap=1e-3, jitter=0.1), UnitSpec(1, near_collapsed=1e-4)]
     data = make_published_tokens(units, n=2000, dtype=torch.float64, seed=24070, **SMALL)
     assert int(_refit(data).n_components[0]) == 2
