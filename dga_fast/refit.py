@@ -32,7 +32,7 @@ from . import ops
 from ._rng import UnitStreams, unit_seed
 from .distributed import LOCAL, Reducer
 from .mixture import MixtureState, MStepConfig, fit_em, init_state, initial_partition, responsibilities
-from .mixture.merge import ComponentStats, merge_components
+from .mixture.merge import merge_components
 from .mixture.reduce import sum_samples
 from .mixture.axis_split import principal_axis_test
 
@@ -292,16 +292,11 @@ def _relabel(labels: torch.Tensor, accept: torch.Tensor, nb: torch.Tensor) -> to
 
 def merge_stage(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> MixtureState:
     """Merge pairs that one Gaussian explains better than their two fitted Gaussians along the line through
-    their means, and whose union the split test would not split again (``UnionSplitTest``), then compact.
-
-    The pair's statistics are the fitted (soft) components', not their hard-assigned points': EM that cuts one
-    Gaussian into pieces leaves overlapping components, whose union is judged like the Gaussian it is, while
-    the hard pieces are truncated slices whose classification likelihood beats one Gaussian (a slice of the
-    tail two standard deviations out: by 0.02 nats a point, more than the penalty for a few hundred points)."""
+    their means (``mixture.merge``, which says why fitted and not hard-assigned statistics), and whose union the
+    split test would not split again (``UnionSplitTest``), then compact."""
     log_resp, _ = ops.hddc_estep(xs, state)
     labels = log_resp.argmax(-1)
-    stats = ComponentStats.of_state(state, ctx.S)
-    state, n_merged = merge_components(state, ctx.S, ctx.cfg.mstep, ctx.floor, stats=stats,
+    state, n_merged = merge_components(state, ctx.S, ctx.cfg.mstep, ctx.floor,
                                        verify=UnionSplitTest(ctx, xs, labels), kernels=ops.MSTEP)
     ctx.info["n_merged"] += n_merged.cpu()
     state = ops.filter_components(state, state.weights() * ctx.N, 0.0)

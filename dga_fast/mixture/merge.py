@@ -15,10 +15,9 @@ The statistics of a component (mass, mean, covariance) are those of the fitted p
 ``μ_k``, ``Σ_k``; ``ComponentStats.of_state``), not of the component's hard-assigned points: the fitted ones judge
 a Gaussian that EM cut into overlapping pieces as the one Gaussian it is, while hard pieces are truncated
 slices, whose classification likelihood beats one Gaussian (a slice of the tail 2 sd out by about 0.02 nat a
-point). A ``verify`` callable has the last word
-on every candidate pair: DynamicGaussianAnchoring passes the split test of ``axis_split.py`` on the union of
-the pair's points, so that a merge never makes a component the split test would split again (merge and
-split cannot undo each other).
+point). A ``verify`` callable has the last word on every candidate pair: DynamicGaussianAnchoring passes the
+split test of ``axis_split.py`` on the union of the pair's points, so that a merge never makes a component the
+split test would split again (merge and split cannot undo each other).
 
 Every round scores all pairs of the groups still merging (batched over groups), lets each component pick its
 partner with the largest gain (the most overlapping pair), and merges all *mutual* picks with a positive gain
@@ -193,11 +192,11 @@ def _write(st: MixtureState, stats: ComponentStats | None, m: _Merged, keep: tor
 
 
 def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torch.Tensor,
-                     max_rounds: int | None = None, stats: ComponentStats | None = None, verify=None,
+                     max_rounds: int | None = None, verify=None,
                      kernels: MStepKernels = REFERENCE) -> tuple[MixtureState, torch.Tensor]:
     """Merge rounds until no group has a candidate pair left (at most ``max_rounds``, default ``K²``: every
-    round merges or turns down a pair of every group that is not done). ``stats``: the components' statistics
-    (default: from the fitted parameters). A pair ``verify`` turns down is not proposed again until one of its
+    round merges or turns down a pair of every group that is not done), on the fitted components' statistics
+    (``ComponentStats.of_state``). A pair ``verify`` turns down is not proposed again until one of its
     slots merges, so its components go on to their next-best partners: two adjacent slices of one Gaussian whose
     union the check refuses (a sharp cut on one side) can still join through the slice between them. A group
     with no candidate pair is done (its next round would propose nothing): it is left as it is from then on, so
@@ -207,7 +206,7 @@ def merge_components(state: MixtureState, n_total: int, cfg: MStepConfig, floor:
     total = torch.zeros(G, dtype=torch.int64, device=state.device)
     done = torch.zeros(G, dtype=torch.bool, device=state.device)
     refused = torch.zeros(G, K, K, dtype=torch.bool, device=state.device) if verify is not None else None
-    stats = ComponentStats.of_state(state, n_total) if stats is None else stats
+    stats = ComponentStats.of_state(state, n_total)
     for _ in range(max_rounds if max_rounds is not None else K * K):
         state, stats, n, tried = merge_round(state, n_total, cfg, floor, stats, verify, done, kernels, refused)
         total += n
