@@ -34,9 +34,11 @@ class DynamicGaussianAnchoring(nn.Module):
       that split, and a unit leaves the rounds when nothing of it splits (at most ``max_split_rounds``).
       ``split="spread"``: the earlier rule, relative spread above ``split_threshold``.
     - filter: components with soft mass below ``min_cluster_size`` tokens are dropped.
-    - ``merge`` (after the last split): a pair is merged when its own points prefer one Gaussian by the same
-      criterion along the line through the two means, so merge never undoes a split the test made.
-      ``merge=False`` gives split/filter only.
+    - ``merge`` (after the last split): a pair is merged when one Gaussian explains it better than its two
+      fitted Gaussians along the line through the two means, and the split test would not split the union of
+      their points (merge and split never undo each other). A Gaussian that EM cut into slices along its axis,
+      whose unions of two the split test refuses (a tail slice is truncated), is merged as the whole chain of
+      its slices (``mixture.merge``). ``merge=False`` gives split/filter only.
     - a collapsed unit (constant tokens up to rounding) gets exactly one Gaussian.
 
     The noise floor: every variance of a unit's mixture (each component's eigenvalues and noise, and the split

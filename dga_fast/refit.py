@@ -12,8 +12,8 @@ Every rule is decided per unit, so that a unit's mixture is the one it would get
 The structure search: a component is split when its own points prefer two Gaussians to one along its principal
 axis (``SplitByBIC``, a classification BIC); after the last split round, pairs are merged when one Gaussian
 explains them better than their two fitted Gaussians along the line through the two means and the split test
-would not split their union again, so split and merge do not undo each other. ``SplitBySpread`` is the
-earlier rule (spread above a threshold).
+would not split their union again, so split and merge do not undo each other; slices of one Gaussian that
+no pair joins are merged as a whole chain. ``SplitBySpread`` is the earlier rule (spread above a threshold).
 
 Every variance is floored per unit (``Normaliser.variance_floor``): at ``noise_floor`` of the unit's spread, at
 the tokens' own rounding relative to their magnitude, and at what the refit's arithmetic resolves, so that no
@@ -263,31 +263,23 @@ def filter_stage(ctx: RefitContext, state: MixtureState, log_resp: torch.Tensor,
 
 
 class UnionSplitTest:
-    """The merge's last word on a candidate pair: the split test on the union of the pair's hard-assigned
-    points (under the merged Gaussian) must not want to split it. Accepted pairs relabel their points."""
+    """The merge's last word on its candidates: the split test on the union of the points hard-assigned to the
+    slots that merge (under the merged Gaussian) must not want to split it. Accepted merges relabel their
+    points."""
 
     def __init__(self, ctx: RefitContext, xs: torch.Tensor, labels: torch.Tensor):
         self.ctx, self.xs, self.labels = ctx, xs, labels
 
-    def __call__(self, merged: MixtureState, accept: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
-        g = accept.any(1).nonzero().squeeze(1)                 # only the groups with candidates are tested
-        labels = _relabel(self.labels[g], accept[g], nb[g])
+    def __call__(self, merged: MixtureState, to: torch.Tensor, recv: torch.Tensor) -> torch.Tensor:
+        g = recv.any(1).nonzero().squeeze(1)                  # only the groups with candidates are tested
+        labels = torch.gather(to[g], 1, self.labels[g])
         sc = self.ctx.cfg.split.scores(self.ctx, self.xs[g], labels, merged.index_groups(g).to(dtype=self.xs.dtype),
                                        self.ctx.floor[g])
-        ok = torch.zeros_like(accept)
-        ok[g] = accept[g] & ~(sc.score > sc.threshold)
-        self.labels = _relabel(self.labels, ok, nb)
+        ok = torch.zeros_like(recv)
+        ok[g] = recv[g] & ~(sc.score > sc.threshold)
+        kept = torch.where(ok.gather(1, to), to, torch.arange(to.shape[1], device=to.device).expand_as(to))
+        self.labels = torch.gather(kept, 1, self.labels)
         return ok
-
-
-def _relabel(labels: torch.Tensor, accept: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
-    """Points of slot ``nb[k]`` go to slot ``k`` for every accepted ``k``."""
-    G, K = accept.shape
-    slot = torch.arange(K, device=labels.device).expand(G, K)
-    # one spare column takes the writes of the slots that are not accepted (a write of their own index at their
-    # own position could land after, and undo, the accepted write to a partner's position)
-    to = torch.cat([slot, slot[:, :1]], 1).scatter_(1, torch.where(accept, nb, K), slot)[:, :K]
-    return torch.gather(to, 1, labels)
 
 
 def merge_stage(ctx: RefitContext, state: MixtureState, xs: torch.Tensor) -> MixtureState:

@@ -58,3 +58,45 @@ def test_merge_keeps_well_separated_clusters():
     st, cfg = _fitted(x, lab, 4)
     out, merged = merge_components(st, 2000, cfg, torch.full((1,), 1e-6, dtype=torch.float64))
     assert merged.tolist() == [0] and int(out.active.sum()) == 4
+
+
+def _sliced(n_slices=6, seed=1):
+    """One Gaussian cut into ``n_slices`` hard slices along its first axis (equal counts), and a second Gaussian
+    far away: components ``0 .. n_slices − 1`` and ``n_slices``."""
+    x, lab = _blobs([[0, 0], [30, 0]], 3000, 1.0, seed=seed)
+    first = lab == 0
+    rank = torch.empty_like(lab)
+    rank[first] = x[first, 0].argsort().argsort() * n_slices // int(first.sum())
+    return x, torch.where(first, rank, torch.full_like(lab, n_slices))
+
+
+def test_merge_joins_the_slices_of_one_gaussian_as_a_chain_when_every_pair_is_refused():
+    """Pair unions of slices are refused (as the split test refuses a truncated tail piece); the chain of all the
+    slices, the whole Gaussian, is one candidate, and the far Gaussian is not part of it."""
+    S = 6
+    x, sub = _sliced(S)
+    st, cfg = _fitted(x, sub, S + 1)
+    seen = []
+
+    def whole_only(merged, to, recv):   # accepts a merge only when it holds all S slices
+        members = torch.zeros_like(to).scatter_add_(1, to, torch.ones_like(to))
+        seen.append(int(members.max()))
+        return recv & (members == S)
+
+    out, merged = merge_components(st, 3000, cfg, torch.full((1,), 1e-6, dtype=torch.float64), verify=whole_only)
+    assert merged.tolist() == [S - 1] and int(out.active.sum()) == 2
+    assert 2 in seen and S in seen                          # pairs were proposed (and refused) before the chain
+    centres = sorted(out.means[0][out.active[0]][:, 0].round().tolist())
+    assert centres == [0.0, 30.0]
+    torch.testing.assert_close(out.weights()[0][out.active[0]], torch.tensor([0.5, 0.5], dtype=torch.float64),
+                               rtol=0, atol=1e-12)
+    # the moment-matched mean of the hard slices is the whole Gaussian's sample mean
+    torch.testing.assert_close(out.means[0, 0], x[sub < S].mean(0), rtol=0, atol=1e-12)
+
+
+def test_a_refused_chain_merges_nothing_and_ends():
+    x, sub = _sliced(4)
+    st, cfg = _fitted(x, sub, 5)
+    out, merged = merge_components(st, 3000, cfg, torch.full((1,), 1e-6, dtype=torch.float64),
+                                   verify=lambda merged, to, recv: torch.zeros_like(recv))
+    assert merged.tolist() == [0] and int(out.active.sum()) == 5
