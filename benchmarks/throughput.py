@@ -40,8 +40,10 @@ Families:
          images/s; the speed-up is the images/s ratio), and the cost of one DyGA refit (once per epoch).
   step   images/s of one training step of the study's recipe (loss + backward + AdamW on precomputed latents):
          the tiny-latent preset at 32x32 (batch 16 ... 256) and the paper preset at 64x64 (batch 16, 32; 16, 64,
-         256 and 512 at --size large), on 1 and 2 threads (CPU); and the whole fit loop of tiny-latent for 120 steps
-         (latents encoded on first use, a refit, a checkpoint, logging): its wall rate and its log's images/s;
+         256 and 512 at --size large), on 1 and 2 threads (CPU), eager (AdamW's loop) and as fit runs it (-fast:
+         fused AdamW); and the whole fit loop of tiny-latent for 120 steps (latents encoded on first use, a
+         refit, a checkpoint, logging), with fit's defaults and with fused_optimizer=False (-eager): its wall
+         rate and its log's images/s;
          and the tiny-latent U-Net's forward + backward against diffusers' UNet2DConditionModel at the same
          configuration (optional peer: pip install diffusers==0.42.1; skipped with a message when absent).
 """
@@ -67,6 +69,12 @@ SPEEDUPS = [("refit", "dga_fast", "sklearn-gmm-full"), ("refit", "dga_fast", "lo
             ("step-unet", "dga_fast", "diffusers", "b16"), ("step-unet", "dga_fast", "diffusers", "b64"),
             ("estep-kernel", "compiled", "reference"), ("estep-kernel", "native", "reference"),
             ("train", "latent", "pixel")]
+# the training step: the fast step against the eager one per batch, and fit as a user runs it against the eager
+# batch-16 step on 2 threads (images/s ratios)
+SPEEDUPS += [("step", f"tiny-latent-b{_b}-fast", f"tiny-latent-b{_b}", "2t") for _b in (16, 32, 64, 128, 256)]
+SPEEDUPS += [("step", "tiny-latent-fit", "tiny-latent-b16", "2t"), ("step", "tiny-latent-fit-eager", "tiny-latent-b16", "2t"),
+             ("step", "tiny-latent-fit", "tiny-latent-fit-eager", "2t"), ("step", "tiny-latent-b64-fast", "tiny-latent-b16", "2t"),
+             ("step", "tiny-latent-b256-fast", "tiny-latent-b16", "2t")]
 SPEEDUPS += [(f"plans-{_op}", "native", "reference") for _op in ("mixture_spread", "split_plan", "filter_plan")]
 for _fam in ("anchor_shift", "skip_block"):
     for _mode in ("fwd", "bwd", "full"):

@@ -56,6 +56,10 @@ class TrainConfig:
     collapse_threshold: float = 0.1  # a unit is dead below this fraction of its peak token spread
     logger: str = "jsonl"           # or "tensorboard": also TensorBoard event files (dga_fast.loggers)
     image_every: int | None = None  # tensorboard image grids every this many steps (None: ckpt_every)
+    # AdamW's fused implementation (one kernel over all parameters; the same update as the per-parameter loop up
+    # to rounding, tests/test_train_fast.py); False: the loop. Where torch has no fused AdamW for the device,
+    # the loop is used
+    fused_optimizer: bool = True
 
     def validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "refit_every", "refit_samples", "ckpt_every", "log_every"):
@@ -127,7 +131,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     R = dist_.Reducer() if dist_.is_active() else dist_.LOCAL
     main = R.rank == 0
     device = model.device
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
     ema = _EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     out = Path(out_dir) if out_dir is not None else None
     start = 0
@@ -233,6 +237,19 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     return {**history, **schedule.state_dict(), "step": cfg.steps}
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the model's parameters; fused (``cfg.fused_optimizer``) where torch has it for their device.
+    A resumed run continues with the implementation its checkpoint's optimizer state names (the same update)."""
+    fused = cfg.fused_optimizer and _fused_adamw_supported(model)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+
+
+def _fused_adamw_supported(model: torch.nn.Module) -> bool:
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    return all(p.device.type in _get_fused_kernels_supported_devices() and p.is_floating_point()
+               for p in model.parameters())
+
+
 def _fit_latent_scale(model, dataset, latent_data: bool, seed: int, device) -> None:
     """The latent scale factor from up to 1024 seeded images (the same on every rank)."""
     g = torch.Generator().manual_seed(step_seed(seed, 0, 4))
@@ -289,4 +306,4 @@ def _load_training_state(ck: Path, model, opt, ema, schedule: RefitSchedule, his
     return int(state["step"])
 
 
-__all__ = ["TrainConfig", "fit", "get_batch", "save_training_state", "BatchStream"]
+__all__ = ["TrainConfig", "fit", "make_optimizer", "get_batch", "save_training_state", "BatchStream"]

@@ -162,7 +162,9 @@ def run(families: dict, speedups: list, doc: str, argv=None) -> int:
             continue
         label = f"{fam}{'/' + mode if mode else ''}"
         if a.check.get("ok") and b.check.get("ok"):
-            s = b.median_s / a.median_s
+            # rows that count images: their rates (they may time different batches); others: their times
+            rates = "items_per_s" in a.check and "items_per_s" in b.check
+            s = a.check["items_per_s"] / b.check["items_per_s"] if rates else b.median_s / a.median_s
             found.append({"family": fam, "mode": mode or a.mode, "provider": fast, "baseline": base,
                              "speedup": round(s, 2)})
             print(f"speed-up {label}: {fast} vs {base}: {s:.1f}x")

@@ -1,5 +1,7 @@
 """Row family ``step``: images/s of one training step of the study's recipe (loss + backward + AdamW) on
-precomputed latents, as the latent cache gives them, per preset, batch size and number of threads.
+precomputed latents, as the latent cache gives them, per preset, batch size and number of threads: the eager
+step (``<preset>-b<batch>``: AdamW's per-parameter loop) and the step as ``fit`` runs it by default
+(``<preset>-b<batch>-fast``: ``train.make_optimizer``, the fused AdamW).
 
 Configurations: the ``tiny-latent`` preset at 32×32 on 8×8×3 latents (the study's and the demo's recipe) and the
 ``paper`` preset at 64×64 on 16×16×3 latents. The first stage is randomly initialised: a step's cost does not
@@ -26,8 +28,9 @@ CONFIGS = {
     "large": [("tiny-latent", (16, 32, 64, 128, 256)), ("paper", (16, 64, 256, 512))],
 }
 THREADS = {"small": (1,), "default": (1, 2), "large": (1, 2)}
-# the whole fit loop, as ``train`` runs it: (preset, steps) per --size (none in the suite's smoke run)
-FIT = {"small": [], "default": [("tiny-latent", 120)], "large": [("tiny-latent", 600)]}
+# the whole fit loop, as ``train`` runs it: (preset, steps) per --size (none in the suite's smoke run), with
+# fit's defaults (``<preset>-fit``) and with the fast path switched off (``<preset>-fit-eager``)
+FIT = {"small": [], "default": [("tiny-latent", 120)], "large": [("tiny-latent", 300)]}
 # U-Net forward + backward against diffusers' UNet2DConditionModel (optional peer): tiny-latent batches per --size
 PEER = {"small": (), "default": (16, 64), "large": (16, 64, 256)}
 
@@ -53,15 +56,20 @@ def build(preset: str, batch: int, seed: int, device):
 
 
 def step_cases(preset: str, batch: int, threads: tuple, seed: int, device) -> list[Case]:
-    """One case per number of threads, on one model and batch."""
+    """Per number of threads, the eager and the fast step, on one model and batch."""
+    from dga_fast.train import TrainConfig, make_optimizer
     model, x, z = build(preset, batch, seed, device)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    eager = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    fast = make_optimizer(model, TrainConfig(lr=1e-4))
     shape = "x".join(str(s) for s in z.shape[1:])
-    return [Case("step", f"{preset}-b{batch}", f"{t}t", _step(model, opt, x, z, t, seed, device),
-                 _check(batch, t), items=batch,
-                 note=f"{preset} preset, {x.shape[-1]}x{x.shape[-1]} images, {shape} latents, batch {batch}, "
-                      f"{t} thread(s): loss + backward + AdamW") for t in threads]
+    note = f"{preset} preset, {x.shape[-1]}x{x.shape[-1]} images, {shape} latents, batch {batch}"
+    return [case for t in threads for case in (
+        Case("step", f"{preset}-b{batch}", f"{t}t", _step(model, eager, x, z, t, seed, device), _check(batch, t),
+             items=batch, note=f"{note}, {t} thread(s): loss + backward + AdamW (per-parameter loop)"),
+        Case("step", f"{preset}-b{batch}-fast", f"{t}t", _step(model, fast, x, z, t, seed, device),
+             _check(batch, t), items=batch, note=f"{note}, {t} thread(s): the step fit runs by default "
+                                                 f"(fused AdamW)"))]
 
 
 def _step(model, opt, x, z, threads: int, seed: int, device):
@@ -85,11 +93,11 @@ def _check(batch: int, threads: int):
     return check
 
 
-def fit_case(preset: str, steps: int, seed: int, device) -> Case:
+def fit_case(preset: str, steps: int, seed: int, device, fast: bool = True) -> Case:
     """``fit`` for ``steps`` steps of the preset's batch size, as a user's ``train`` runs it: images rendered by
     the dataset, latents encoded into a new cache on first use, one DyGA refit and one checkpoint halfway, a
-    log row every 10 steps. Reports the wall rate (``items_per_s``) and the median of the log's
-    ``images_per_s``."""
+    log row every 10 steps; ``fast=False``: with ``fused_optimizer=False``. Reports the wall rate
+    (``items_per_s``) and the median of the log's ``images_per_s``."""
     from dga_fast import AnchoredDiffusion
     from dga_fast.data import IndexSubset, SyntheticShapes
     from dga_fast.latent_cache import LatentCache, LatentDataset
@@ -101,7 +109,8 @@ def fit_case(preset: str, steps: int, seed: int, device) -> Case:
     ds = IndexSubset(SyntheticShapes(cfg["image_size"], seed=seed), torch.arange(8192))
     half = steps // 2
     tcfg = TrainConfig(**{**train, "steps": steps, "refit_warmup": half, "refit_every": half, "ckpt_every": half,
-                          "log_every": 10, "progress": False, "seed": seed})
+                          "log_every": 10, "progress": False, "seed": seed,
+                          "fused_optimizer": fast})
 
     def run():
         with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +131,8 @@ def fit_case(preset: str, steps: int, seed: int, device) -> Case:
                 "log_images_per_s_median": round(statistics.median(r["log_images_per_s"]), 1),
                 "log_images_per_s_first": r["log_images_per_s"][0], "wall_s": round(r["wall_s"], 2)}
     B = tcfg.batch_size
-    return Case("step", f"{preset}-fit", f"{torch.get_num_threads()}t", run, check, items=steps * B, repeats=1,
+    return Case("step", f"{preset}-fit" + ("" if fast else "-eager"), f"{torch.get_num_threads()}t", run, check,
+                items=steps * B, repeats=1,
                 warmup=False, note=f"fit: {steps} steps x batch {B}, latents encoded on first use, a refit and a "
                                    f"checkpoint at step {half}; items_per_s = all images / wall time of fit")
 
@@ -181,7 +191,8 @@ def family_step(args, device) -> list[Case]:
     threads = THREADS[args.size] if device.type == "cpu" else (torch.get_num_threads(),)
     cases = [case for preset, batches in CONFIGS[args.size] for b in batches
              for case in step_cases(preset, b, threads, args.seed, device)]
-    cases += [fit_case(preset, steps, args.seed, device) for preset, steps in FIT[args.size]]
+    cases += [fit_case(preset, steps, args.seed, device, fast) for preset, steps in FIT[args.size]
+              for fast in (False, True)]
     if PEER[args.size]:
         if importlib.util.find_spec("diffusers") is None:
             print("  diffusers rows skipped: pip install diffusers==0.42.1 (an optional benchmark peer)")
