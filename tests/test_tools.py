@@ -48,8 +48,10 @@ def test_benchmark_small_writes_json(tmp_path):
     assert all(r["check"]["items_per_s"] > 0 for r in res["rows"] if r["family"] == "train" and r["mode"] == "step")
     assert any(s["family"] == "train" and s["baseline"] == "pixel" for s in res["speedups"])
     step = [r for r in res["rows"] if r["family"] == "step"]       # the study recipe's training step
-    assert [(r["provider"], r["mode"]) for r in step] == [("tiny-latent-b16", "1t"), ("tiny-latent-b16-fast", "1t")]
-    assert step[0]["check"]["items_per_s"] > 0 and step[0]["check"]["batch"] == 16
+    assert [(r["provider"], r["mode"]) for r in step] == [("conv-peak", "1t"), ("tiny-latent-b16", "1t"),
+                                                          ("tiny-latent-b16-fast", "1t")]
+    assert step[1]["check"]["items_per_s"] > 0 and step[1]["check"]["batch"] == 16
+    assert all(r["check"]["gflop_per_s"] > 0 for r in step)
     assert "speed-up refit" in proc.stdout
 
 

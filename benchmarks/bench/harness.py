@@ -38,6 +38,7 @@ class Case:
     warmup: bool = True                 # False: the checked first call is also the first timed one
     roofline: tuple | None = None       # (bytes moved, peak bytes/s): report the achieved fraction
     items: int | None = None            # images (or samples) per call: report items_per_s
+    flop_per_item: float | None = None  # floating-point operations per item: report gflop_per_s
 
 
 @dataclass
@@ -83,6 +84,8 @@ def measure(case: Case, repeats: int, device: torch.device) -> Row:
                  "fraction_of_copy_bandwidth": round(nbytes / med / bw, 3)}
     if case.items:
         check = {**check, "items_per_s": round(case.items / statistics.median(times), 3)}
+        if case.flop_per_item:
+            check["gflop_per_s"] = round(check["items_per_s"] * case.flop_per_item / 1e9, 2)
     return Row(case.family, case.provider, case.mode, statistics.median(times), times, peak, check, case.note)
 
 

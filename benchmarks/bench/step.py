@@ -55,21 +55,55 @@ def build(preset: str, batch: int, seed: int, device):
     return model, x, z
 
 
+def step_flops(model, x, z, seed: int) -> float:
+    """Floating-point operations of one training step's loss + backward per image (``FlopCounterMode``: the
+    matrix products and convolutions, which are nearly all of them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        model.loss(x, generator=torch.Generator(x.device).manual_seed(seed), latents=z).backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops() / x.shape[0]
+
+
+def conv_peak_cases(threads: tuple, device) -> list[Case]:
+    """What this device's convolutions reach: a 3×3 convolution of 128 channels on 8×8 maps, batch 256, forward +
+    backward (the U-Net's commonest shape at a batch where the per-call overhead no longer counts)."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(device)
+    x = torch.randn(256, 128, 8, 8, device=device, requires_grad=True)
+    flops = 3 * 2 * 256 * 128 * 128 * 9 * 64                       # forward, and backward to input and weight
+
+    def run(t):
+        def fn():
+            before = torch.get_num_threads()
+            torch.set_num_threads(t)
+            try:
+                conv(x).sum().backward()
+            finally:
+                torch.set_num_threads(before)
+            return True
+        return fn
+    return [Case("step", "conv-peak", f"{t}t", run(t), lambda ok: {"ok": bool(ok)}, items=1, flop_per_item=flops,
+                 note="Conv2d(128, 128, 3) on [256, 128, 8, 8], forward + backward: the convolutions' ceiling")
+            for t in threads]
+
+
 def step_cases(preset: str, batch: int, threads: tuple, seed: int, device) -> list[Case]:
     """Per number of threads, the eager and the fast step, on one model and batch."""
     from dga_fast.train import TrainConfig, make_optimizer
     model, x, z = build(preset, batch, seed, device)
     model.train()
+    flops = step_flops(model, x, z, seed)
     eager = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     fast = make_optimizer(model, TrainConfig(lr=1e-4))
     shape = "x".join(str(s) for s in z.shape[1:])
     note = f"{preset} preset, {x.shape[-1]}x{x.shape[-1]} images, {shape} latents, batch {batch}"
     return [case for t in threads for case in (
         Case("step", f"{preset}-b{batch}", f"{t}t", _step(model, eager, x, z, t, seed, device), _check(batch, t),
-             items=batch, note=f"{note}, {t} thread(s): loss + backward + AdamW (per-parameter loop)"),
+             items=batch, flop_per_item=flops,
+             note=f"{note}, {t} thread(s): loss + backward + AdamW (per-parameter loop)"),
         Case("step", f"{preset}-b{batch}-fast", f"{t}t", _step(model, fast, x, z, t, seed, device),
-             _check(batch, t), items=batch, note=f"{note}, {t} thread(s): the step fit runs by default "
-                                                 f"(fused AdamW)"))]
+             _check(batch, t), items=batch, flop_per_item=flops,
+             note=f"{note}, {t} thread(s): the step fit runs by default (fused AdamW)"))]
 
 
 def _step(model, opt, x, z, threads: int, seed: int, device):
@@ -189,8 +223,9 @@ def peer_cases(batch: int, seed: int, device) -> list[Case]:
 
 def family_step(args, device) -> list[Case]:
     threads = THREADS[args.size] if device.type == "cpu" else (torch.get_num_threads(),)
-    cases = [case for preset, batches in CONFIGS[args.size] for b in batches
-             for case in step_cases(preset, b, threads, args.seed, device)]
+    cases = conv_peak_cases(threads, device)
+    cases += [case for preset, batches in CONFIGS[args.size] for b in batches
+              for case in step_cases(preset, b, threads, args.seed, device)]
     cases += [fit_case(preset, steps, args.seed, device, fast) for preset, steps in FIT[args.size]
               for fast in (False, True)]
     if PEER[args.size]:
