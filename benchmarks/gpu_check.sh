@@ -25,7 +25,7 @@ PLAN=(
   "build 150 $PY -m pip install --quiet --no-deps --no-build-isolation --use-pep517 -e ."
   "tests 90 $PY -m pytest -q -rs tests/test_cuda.py tests/test_kernel_estep.py tests/test_kernel_anchor.py tests/test_kernel_skip_block.py --junitxml=$OUT/tests.xml"
   "kernels 90 $PY benchmarks/throughput.py --only estep --only anchor --only skip --size large --json $OUT/kernels.json"
-  "step 90 $PY benchmarks/throughput.py --only step --size large --json $OUT/step.json"
+  "step 120 $PY benchmarks/throughput.py --only step --size large --json $OUT/step.json"
   "paper 120 bash benchmarks/gpu_paper_run.sh $PY $OUT/paper"
   "study 120 $PY benchmarks/ablation.py --budget gpu --seeds 0 --variants baseline,dyga+skip_dropout --first-stage $OUT/paper/first_stage_32 --runs-dir $OUT/study-runs --out $OUT/study --device cuda"
 )
