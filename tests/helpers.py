@@ -1,4 +1,5 @@
-"""Shared test helpers: random mixture states; the brute-force E-step oracle (``ops/hddc_estep/naive.py``)."""
+"""Shared test helpers: random mixture states; the brute-force E-step oracle (``ops/hddc_estep/naive.py``); the tiny
+AnchoredDiffusion and training settings of the training tests."""
 from __future__ import annotations
 
 import torch
@@ -80,3 +81,18 @@ def kill_after_checkpoint(cmd: list, cwd, run_dir, min_step: int, timeout: float
         proc.kill()
         proc.wait()
     return step()
+
+
+# the tiny model and training settings of the training tests (16×16 images, 4 units)
+TINY = dict(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+            attention_resolutions=(2,), num_heads=2,
+            anchoring=dict(init_components=3, em_iters=5, search_samples=None, min_cluster_size=4))
+TRAIN = dict(batch_size=8, refit_every=5, refit_warmup=5, refit_samples=64, ckpt_every=5, progress=False,
+             lr=2e-3)
+
+
+def tiny(**kw):
+    """The tiny AnchoredDiffusion (``TINY`` with ``kw``), initialised from seed 0."""
+    from dga_fast import AnchoredDiffusion
+    torch.manual_seed(0)
+    return AnchoredDiffusion(**{**TINY, **kw})

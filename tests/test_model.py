@@ -13,20 +13,9 @@ from dga_fast.checkpoint import latest_checkpoint
 from dga_fast.data import SyntheticShapes
 from dga_fast.nn import DecoderInput, FeatureExtractor
 from dga_fast.train import fit
-from helpers import kill_after_checkpoint
+from helpers import TRAIN, kill_after_checkpoint, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-            attention_resolutions=(2,), num_heads=2,
-            anchoring=dict(init_components=3, em_iters=5, search_samples=None, min_cluster_size=4))
-TRAIN = dict(batch_size=8, refit_every=5, refit_warmup=5, refit_samples=64, ckpt_every=5, progress=False,
-             lr=2e-3)
-
-
-def tiny(**kw):
-    torch.manual_seed(0)
-    return AnchoredDiffusion(**{**TINY, **kw})
-
 
 @pytest.fixture(scope="module")
 def shapes16():

@@ -6,19 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dga_fast import AnchoredDiffusion
 from dga_fast.data import SyntheticShapes
 from dga_fast.train import TrainConfig, fit, make_optimizer
-
-TINY = dict(image_size=16, num_units=4, unit_dim=8, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-            attention_resolutions=(2,), num_heads=2,
-            anchoring=dict(init_components=3, em_iters=5, search_samples=None, min_cluster_size=4))
-TRAIN = dict(batch_size=8, refit_every=5, refit_warmup=5, refit_samples=64, ckpt_every=5, progress=False, lr=2e-3)
-
-
-def _tiny():
-    torch.manual_seed(0)
-    return AnchoredDiffusion(**TINY)
+from helpers import TRAIN, tiny
 
 
 shapes = st.lists(st.lists(st.integers(1, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=4)
@@ -49,7 +39,7 @@ def test_fused_adamw_is_the_loop_update(shapes, steps, wd, seed):
 
 
 def test_make_optimizer_follows_the_switch():
-    m = _tiny()
+    m = tiny()
     assert make_optimizer(m, TrainConfig(fused_optimizer=True)).param_groups[0]["fused"] is True
     assert not make_optimizer(m, TrainConfig(fused_optimizer=False)).param_groups[0]["fused"]
 
@@ -59,7 +49,7 @@ def test_training_with_the_fused_optimizer_follows_the_loop(tmp_path):
     data = SyntheticShapes(16)
     runs = []
     for fused in (True, False):
-        m = _tiny()
+        m = tiny()
         h = fit(m, data, tmp_path / str(fused), steps=10, fused_optimizer=fused, **TRAIN)
         runs.append((m, [v for _, v in h["losses"]]))
     (ma, la), (mb, lb) = runs
@@ -75,9 +65,9 @@ def test_a_run_resumes_across_optimizer_implementations(tmp_path, first, then):
     """The checkpoint's optimizer state carries on under the other implementation (its param groups name the
     one it was written with, which the resumed run keeps: the same update either way)."""
     data = SyntheticShapes(16)
-    m = _tiny()
+    m = tiny()
     fit(m, data, tmp_path / "r", steps=5, fused_optimizer=first, **TRAIN)
-    m2 = _tiny()
+    m2 = tiny()
     h = fit(m2, data, tmp_path / "r", steps=8, fused_optimizer=then, resume=True, **TRAIN)
     assert h["step"] == 8 and len(h["losses"]) == 8
     assert all(torch.isfinite(p).all() for p in m2.parameters())
