@@ -32,7 +32,7 @@ from . import ops
 from ._rng import UnitStreams, unit_seed
 from .distributed import LOCAL, Reducer
 from .mixture import MixtureState, MStepConfig, fit_em, init_state, initial_partition, responsibilities
-from .mixture.merge import merge_components
+from .mixture.merge import kept_targets, merge_components
 from .mixture.reduce import sum_samples
 from .mixture.axis_split import principal_axis_test
 
@@ -277,8 +277,7 @@ class UnionSplitTest:
                                        self.ctx.floor[g])
         ok = torch.zeros_like(recv)
         ok[g] = recv[g] & ~(sc.score > sc.threshold)
-        kept = torch.where(ok.gather(1, to), to, torch.arange(to.shape[1], device=to.device).expand_as(to))
-        self.labels = torch.gather(kept, 1, self.labels)
+        self.labels = torch.gather(kept_targets(to, ok), 1, self.labels)
         return ok
 
 

@@ -84,10 +84,11 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
         pair_ok &= ~refused[todo]
     gain = _pair_gains(stats.n[todo], stats.means[todo], stats.cov[todo], floor[todo], n_total)
     gain = torch.where(pair_ok, gain, torch.full_like(gain, float("-inf")))
-    to = _slots(G, K, st.device)
+    ident = _slots(G, K, st.device)
+    to = ident.clone()
     to[todo] = _chain_targets(gain > 0) if chains else _pair_targets(gain)
-    n_candidates = (to != _slots(G, K, st.device)).sum(1)
-    if not bool(n_candidates.any()):
+    n_candidates = (to != ident).sum(1)
+    if not bool(n_candidates.any()):   # nothing to merge (no eigendecomposition either)
         return state, stats, n_candidates, n_candidates
     merged = _merge_into(st, stats, to, cfg, floor, kernels.eigh)
     if verify is not None:
@@ -96,8 +97,7 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
             no = torch.nn.functional.one_hot(to, K).bool() & (~ok.gather(1, to) & merged.src).unsqueeze(-1)
             refused |= no | no.transpose(1, 2)
         merged = merged.only(ok)
-        to = merged.to
-    n_merged = (to != _slots(G, K, st.device)).sum(1)
+    n_merged = merged.src.sum(1)
     if not bool(n_merged.any()):
         return state, stats, n_merged, n_candidates
     if refused is not None:   # the merged slots' pairs are new pairs
@@ -108,6 +108,11 @@ def merge_round(state: MixtureState, n_total: int, cfg: MStepConfig, floor: torc
 
 def _slots(G: int, K: int, device) -> torch.Tensor:   # [G, K] every slot its own target
     return torch.arange(K, device=device).repeat(G, 1)
+
+
+def kept_targets(to: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:   # to, ok [G, K] -> to [G, K]
+    """The target map of the merges whose receiving slot is in ``ok``: every other slot stays where it is."""
+    return torch.where(ok.gather(1, to), to, _slots(*to.shape, to.device))
 
 
 def _pair_targets(gain: torch.Tensor) -> torch.Tensor:   # gain [G, K, K] -> to [G, K]
@@ -167,7 +172,6 @@ class _Merged:
     covariance ``[M, D, D]`` and its HDDC form (``Q [M, D, dl]``, ``eigvals [M, dl]``, ``noise``, ``dims``)."""
     to: torch.Tensor
     recv: torch.Tensor
-    src: torch.Tensor
     n: torch.Tensor
     mean: torch.Tensor
     cov: torch.Tensor
@@ -176,12 +180,15 @@ class _Merged:
     noise: torch.Tensor
     dims: torch.Tensor
 
+    @property
+    def src(self) -> torch.Tensor:   # [G, K] the slots that merge away
+        return self.to != _slots(*self.to.shape, self.to.device)
+
     def only(self, ok: torch.Tensor) -> "_Merged":
         """The merges whose receiving slot is in ``ok [G, K]``; the others' slots stay as they are."""
         keep = ok[self.recv]                                                       # [M]
-        src = self.src & ok.gather(1, self.to)
-        return _Merged(to=torch.where(src, self.to, _slots(*ok.shape, ok.device)), recv=self.recv & ok, src=src,
-                       n=self.n[keep], mean=self.mean[keep], cov=self.cov[keep], Q=self.Q[keep],
+        return _Merged(to=kept_targets(self.to, ok), recv=self.recv & ok, n=self.n[keep], mean=self.mean[keep],
+                       cov=self.cov[keep], Q=self.Q[keep],
                        eigvals=self.eigvals[keep], noise=self.noise[keep], dims=self.dims[keep])
 
 
@@ -191,8 +198,7 @@ def _merge_into(st: MixtureState, stats: ComponentStats, to: torch.Tensor, cfg: 
     ``n = Σ n_j``, ``μ = Σ w_j μ_j``, ``Σ = Σ w_j (Σ_j + (μ_j − μ)(μ_j − μ)ᵀ)`` with ``w_j = n_j / n``."""
     G, K, D = st.means.shape
     recv = torch.zeros(G, K, dtype=torch.int64, device=to.device).scatter_add_(1, to, torch.ones_like(to)) > 1
-    src = recv.gather(1, to) & (to != _slots(G, K, to.device))                     # [G, K] merges away
-    g, j = (src | recv).nonzero(as_tuple=True)                                              # every slot of a merge [S]
+    g, j = recv.gather(1, to).nonzero(as_tuple=True)                               # every slot of a merge [S]
     t = to[g, j]
     n_j, mu_j = stats.n[g, j], stats.means[g, j]                                   # [S], [S, D]
     row = torch.full((G, K), -1, dtype=torch.int64, device=to.device)
@@ -212,7 +218,7 @@ def _merge_into(st: MixtureState, stats: ComponentStats, to: torch.Tensor, cfg: 
     d = cattell_dims(evals, cfg.threshold, cfg.d_max)
     mask, top, kept, Q = subspace(evals, top_vectors(vec, st.dmax), d, st.dmax)
     noise = ((evals.sum(-1) - kept) / (D - d).clamp_min(1)).clamp_min(fl)
-    return _Merged(to=to, recv=recv, src=src, n=n, mean=mean, cov=cov, Q=Q,
+    return _Merged(to=to, recv=recv, n=n, mean=mean, cov=cov, Q=Q,
                    eigvals=torch.where(mask, top, torch.ones_like(top)), noise=noise, dims=d)
 
 
@@ -228,7 +234,7 @@ def _write(st: MixtureState, stats: ComponentStats | None, m: _Merged,
     out.noise[g, k] = m.noise
     out.dims[g, k] = m.dims
     out.log_weights[g, k] = torch.log(m.n / float(n_total))
-    out.active &= m.to == _slots(*m.to.shape, m.to.device)
+    out.active &= ~m.src
     out.log_weights = torch.where(out.active, out.log_weights, torch.full_like(out.noise, float("-inf")))
     out.log_weights = out.log_weights - logsumexp_slots(out.log_weights, 1, keepdim=True)
     if stats is None:
