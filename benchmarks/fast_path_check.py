@@ -14,31 +14,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench.step import train_preset  # noqa: E402
+
 
 def run(steps: int, fused: bool, seed: int, tmp: Path) -> dict:
-    from dga_fast import AnchoredDiffusion
     from dga_fast.data import SyntheticShapes
-    from dga_fast.latent_cache import LatentCache, LatentDataset
-    from dga_fast.nn import FirstStage
     from dga_fast.presets import PRESETS
-    from dga_fast.train import TrainConfig, fit
+    from dga_fast.train import TrainConfig
 
     cfg, train = PRESETS["tiny-latent"]["model"], PRESETS["tiny-latent"]["train"]
     ds = SyntheticShapes(cfg["image_size"], seed=seed)
-    torch.manual_seed(seed)
-    fs = FirstStage(**cfg["first_stage"]).eval()
-    cache = LatentCache(fs, ds, tmp / f"latents-{fused}", {"name": "synthetic-shapes"}, progress=False)
-    model = AnchoredDiffusion(**{k: v for k, v in cfg.items() if k != "first_stage"}, first_stage=fs)
     tcfg = TrainConfig(**{**train, "steps": steps, "progress": False, "seed": seed, "fused_optimizer": fused})
-    t0 = time.perf_counter()
-    hist = fit(model, LatentDataset(ds, cache), tmp / f"run-{fused}", tcfg)
-    rows = [json.loads(s) for s in (tmp / f"run-{fused}" / "log.jsonl").read_text().splitlines()]
-    return {"losses": [v for _, v in hist["losses"]], "wall_s": round(time.perf_counter() - t0, 1),
+    hist, rows, wall = train_preset("tiny-latent", ds, tcfg, seed, torch.device("cpu"), tmp / str(fused))
+    return {"losses": [v for _, v in hist["losses"]], "wall_s": round(wall, 1),
             "log_images_per_s_median": statistics.median(r["images_per_s"] for r in rows if "images_per_s" in r),
             "refit_steps": hist["refit_steps"]}
 

@@ -55,13 +55,15 @@ def build(preset: str, batch: int, seed: int, device):
     return model, x, z
 
 
-def step_flops(model, x, z, seed: int) -> float:
+def step_flops(preset: str, seed: int, device) -> float:
     """Floating-point operations of one training step's loss + backward per image (``FlopCounterMode``: the
-    matrix products and convolutions, which are nearly all of them)."""
+    matrix products and convolutions, which are nearly all of them; counted on a batch of 2, as they grow
+    linearly with the batch)."""
     from torch.utils.flop_counter import FlopCounterMode
+    model, x, z = build(preset, 2, seed, device)
+    model.train()
     with FlopCounterMode(display=False) as fc:
         model.loss(x, generator=torch.Generator(x.device).manual_seed(seed), latents=z).backward()
-    model.zero_grad(set_to_none=True)
     return fc.get_total_flops() / x.shape[0]
 
 
@@ -87,12 +89,11 @@ def conv_peak_cases(threads: tuple, device) -> list[Case]:
             for t in threads]
 
 
-def step_cases(preset: str, batch: int, threads: tuple, seed: int, device) -> list[Case]:
-    """Per number of threads, the eager and the fast step, on one model and batch."""
+def step_cases(preset: str, batch: int, threads: tuple, seed: int, device, flops: float) -> list[Case]:
+    """Per number of threads, the eager and the fast step, on one model and batch (``flops`` per image)."""
     from dga_fast.train import TrainConfig, make_optimizer
     model, x, z = build(preset, batch, seed, device)
     model.train()
-    flops = step_flops(model, x, z, seed)
     eager = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     fast = make_optimizer(model, TrainConfig(lr=1e-4))
     shape = "x".join(str(s) for s in z.shape[1:])
@@ -127,17 +128,36 @@ def _check(batch: int, threads: int):
     return check
 
 
-def fit_case(preset: str, steps: int, seed: int, device, fast: bool = True) -> Case:
-    """``fit`` for ``steps`` steps of the preset's batch size, as a user's ``train`` runs it: images rendered by
-    the dataset, latents encoded into a new cache on first use, one DyGA refit and one checkpoint halfway, a
-    log row every 10 steps; ``fast=False``: with ``fused_optimizer=False``. Reports the wall rate
-    (``items_per_s``) and the median of the log's ``images_per_s``."""
+def train_preset(preset: str, ds, tcfg, seed: int, device, tmp: Path) -> tuple[dict, list, float]:
+    """``fit`` of the preset's model on ``ds`` with ``tcfg``, as a user's ``train`` runs it, with a randomly initialised
+    first stage (seeded by ``seed``) whose latents are encoded into a new cache under ``tmp`` on first use; the run
+    directory is ``tmp / "run"``. Returns fit's history, the rows of its log and its wall seconds."""
     from dga_fast import AnchoredDiffusion
-    from dga_fast.data import IndexSubset, SyntheticShapes
     from dga_fast.latent_cache import LatentCache, LatentDataset
     from dga_fast.nn import FirstStage
     from dga_fast.presets import PRESETS
-    from dga_fast.train import TrainConfig, fit
+    from dga_fast.train import fit
+
+    cfg = PRESETS[preset]["model"]
+    torch.manual_seed(seed)
+    fs = FirstStage(**cfg["first_stage"]).to(device).eval()
+    cache = LatentCache(fs, ds, tmp / "latents", {"name": "synthetic-shapes"}, progress=False)
+    model = AnchoredDiffusion(**{k: v for k, v in cfg.items() if k != "first_stage"}, first_stage=fs).to(device)
+    t0 = time.perf_counter()
+    hist = fit(model, LatentDataset(ds, cache), tmp / "run", tcfg)
+    wall = time.perf_counter() - t0
+    rows = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines()]
+    return hist, rows, wall
+
+
+def fit_case(preset: str, steps: int, seed: int, device, fast: bool = True) -> Case:
+    """``fit`` for ``steps`` steps of the preset's batch size (``train_preset``): images rendered by the dataset,
+    latents encoded into a new cache on first use, one DyGA refit and one checkpoint halfway, a log row every 10
+    steps; ``fast=False``: with ``fused_optimizer=False``. Reports the wall rate (``items_per_s``) and the median
+    of the log's ``images_per_s``."""
+    from dga_fast.data import IndexSubset, SyntheticShapes
+    from dga_fast.presets import PRESETS
+    from dga_fast.train import TrainConfig
 
     cfg, train = PRESETS[preset]["model"], PRESETS[preset]["train"]
     ds = IndexSubset(SyntheticShapes(cfg["image_size"], seed=seed), torch.arange(8192))
@@ -148,15 +168,7 @@ def fit_case(preset: str, steps: int, seed: int, device, fast: bool = True) -> C
 
     def run():
         with tempfile.TemporaryDirectory() as tmp:
-            torch.manual_seed(seed)
-            fs = FirstStage(**cfg["first_stage"]).to(device).eval()
-            cache = LatentCache(fs, ds, Path(tmp) / "latents", {"name": "synthetic-shapes"}, progress=False)
-            model = AnchoredDiffusion(**{k: v for k, v in cfg.items() if k != "first_stage"},
-                                      first_stage=fs).to(device)
-            t0 = time.perf_counter()
-            hist = fit(model, LatentDataset(ds, cache), Path(tmp) / "run", tcfg)
-            wall = time.perf_counter() - t0
-            rows = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
+            hist, rows, wall = train_preset(preset, ds, tcfg, seed, device, Path(tmp))
         ips = [r["images_per_s"] for r in rows if "images_per_s" in r]
         return {"wall_s": wall, "log_images_per_s": ips, "loss": hist["losses"][-1][1]}
 
@@ -224,8 +236,9 @@ def peer_cases(batch: int, seed: int, device) -> list[Case]:
 def family_step(args, device) -> list[Case]:
     threads = THREADS[args.size] if device.type == "cpu" else (torch.get_num_threads(),)
     cases = conv_peak_cases(threads, device)
-    cases += [case for preset, batches in CONFIGS[args.size] for b in batches
-              for case in step_cases(preset, b, threads, args.seed, device)]
+    for preset, batches in CONFIGS[args.size]:
+        flops = step_flops(preset, args.seed, device)
+        cases += [case for b in batches for case in step_cases(preset, b, threads, args.seed, device, flops)]
     cases += [fit_case(preset, steps, args.seed, device, fast) for preset, steps in FIT[args.size]
               for fast in (False, True)]
     if PEER[args.size]:
