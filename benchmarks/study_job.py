@@ -64,7 +64,7 @@ def _configs(job: dict, fs):
     preset = PRESETS["tiny-latent"]
     model = {k: v for k, v in preset["model"].items() if k != "first_stage"}
     model.update(budget["model"], image_size=fs.config["image_size"], skip_dropout=variant["skip_dropout"])
-    train = {**preset["train"], **budget["train"], "seed": job["seed"], "progress": False}
+    train = {**preset["train"], **budget["train"], **job.get("train", {}), "seed": job["seed"], "progress": False}
     if not variant["anchoring"]:
         model["anchoring"] = None
     elif variant.get("published"):

@@ -84,6 +84,7 @@ def _train_sections(args, out: Path) -> tuple[dict, dict, dict]:
 
 def cmd_train(args) -> int:
     from .collapse import EncoderCollapse
+    from .divergence import TrainingDiverged
     from .model import AnchoredDiffusion
     from .train import TrainConfig, fit
 
@@ -117,6 +118,9 @@ def cmd_train(args) -> int:
         except EncoderCollapse as e:
             print(f"training stopped (--on-collapse stop): {e}", file=sys.stderr)
             return 3
+        except TrainingDiverged as e:
+            print(f"training stopped (--on-diverge {train_cfg.get('on_diverge', 'warn')}): {e}", file=sys.stderr)
+            return 4
         last = hist["losses"][-1][1] if hist["losses"] else float("nan")
         if dist_.rank() == 0:
             print(f"trained to step {hist['step']} (last loss {last:.4f}); refits at {hist['refit_steps']}; "
@@ -205,7 +209,7 @@ def cmd_evaluate(args) -> int:
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     plots = [m.strip() for m in args.plots.split(",") if m.strip()]
     out = evaluate_run(args.run_dir, names, args.samples, args.seed, progress=not args.no_progress,
-                       fid_weights=args.fid_weights, projections=plots)
+                       fid_weights=args.fid_weights, projections=plots, force=args.force)
     for k, v in out["scores"].items():
         print(f"{k:<22} {v:.4f}")
     print(f"wrote {Path(args.run_dir) / 'metrics.json'} and {', '.join(out['plots'])}")
@@ -272,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint; the other flags (and --config) may "
                         "repeat the run's values, and change only --steps, --ckpt-every, --on-collapse, "
-                        "--collapse-threshold, --logger and --image-every")
+                        "--collapse-threshold, --on-diverge, --diverge-patience, --logger and --image-every")
     t.add_argument("--logger", choices=LOGGERS, default=None,
                    help="jsonl (default: log.jsonl) or tensorboard (also event files in OUT/tensorboard: scalars, "
                         "image grids, hyperparameters; needs the tensorboard package)")
@@ -287,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "warn (default) or stop (checkpoint, exit with status 3)")
     t.add_argument("--collapse-threshold", type=float, default=None,
                    help="a unit counts as dead below this fraction of its peak token spread (default 0.1)")
+    t.add_argument("--on-diverge", choices=("warn", "stop", "rollback"), default=None,
+                   help="when the loss climbs back toward its first steps' level and stays there (README 'The "
+                        "divergence guard'): warn (default), stop (checkpoint, exit with status 4) or rollback "
+                        "(continue from the last checkpoint before the jump with half the learning rate)")
+    t.add_argument("--diverge-patience", type=int, default=None,
+                   help="steps the loss must stay up before the run counts as diverged (default 50)")
     t.add_argument("--first-stage", default=None,
                    help="a train-autoencoder run (or saved FirstStage): diffuse its latents (latent diffusion)")
     t.add_argument("--rebuild-latents", action="store_true",
@@ -333,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fid-weights", metavar="PATH", default=None,
                    help="the Inception weights for --metrics fid (default: downloaded on first use; offline, place "
                         "the file and name it here)")
+    e.add_argument("--force", action="store_true",
+                   help="score a run whose log says its training diverged (refused otherwise)")
     e.add_argument("--no-progress", action="store_true")
     x = sub.add_parser("explore", help="a local web page to see and steer a run's latent units")
     x.add_argument("run_dir")

@@ -15,6 +15,7 @@ log, the progress bar and the checkpoints. Every rank resumes from the checkpoin
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,10 +24,11 @@ import torch
 
 from . import distributed as dist_
 from ._validation import check_choice
-from .checkpoint import (agreed_checkpoint, read_tensors, read_training_state, truncate_log,
+from .checkpoint import (STEP_RE, agreed_checkpoint, read_tensors, read_training_state, truncate_log,
                          write_training_state)
 from .collapse import CollapseGuard, EncoderCollapse
 from .data.batches import BatchStream, get_batch, step_seed
+from .divergence import DivergenceGuard, TrainingDiverged
 from .loggers import LOGGERS, make_logger
 from .lr_schedule import SCHEDULES, lr_at
 from .refit_schedule import REFIT_SCHEDULES, RefitSchedule
@@ -54,6 +56,10 @@ class TrainConfig:
     progress: bool = True
     on_collapse: str = "warn"       # all units dead: "warn" or "stop" (checkpoint, raise EncoderCollapse)
     collapse_threshold: float = 0.1  # a unit is dead below this fraction of its peak token spread
+    # the loss back near its first steps' level for diverge_patience steps (dga_fast.divergence): "warn", "stop"
+    # (checkpoint, raise TrainingDiverged) or "rollback" (the last checkpoint before the jump, half the lr)
+    on_diverge: str = "warn"
+    diverge_patience: int = 50
     logger: str = "jsonl"           # or "tensorboard": also TensorBoard event files (dga_fast.loggers)
     image_every: int | None = None  # tensorboard image grids every this many steps (None: ckpt_every)
     # AdamW's fused implementation (one kernel over all parameters; the same update as the per-parameter loop up
@@ -75,6 +81,7 @@ class TrainConfig:
         if not 0 <= self.lr_warmup < 1:
             raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
         CollapseGuard(self.collapse_threshold, self.on_collapse)   # validates both
+        self.divergence_guard()                                    # validates on_diverge, diverge_patience
         check_choice("logger", self.logger, LOGGERS)
         if self.image_every is not None and (isinstance(self.image_every, bool) or not isinstance(self.image_every, int)
                                              or self.image_every < 1):
@@ -82,6 +89,9 @@ class TrainConfig:
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         return self
+
+    def divergence_guard(self) -> DivergenceGuard:
+        return DivergenceGuard(self.on_diverge, self.diverge_patience)
 
 
 class _LossForward(torch.nn.Module):
@@ -137,6 +147,9 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     start = 0
     history = {"losses": []}
     schedule = RefitSchedule.from_config(cfg, n, R.world) if refit is None else refit
+    guard = cfg.divergence_guard()
+    if cfg.on_diverge == "rollback" and out is None:
+        raise ValueError("on_diverge='rollback' needs out_dir: it returns to a checkpoint of the run")
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         run_cfg = {"model": model.config, "train": asdict(cfg), **(run_info or {}),
@@ -148,7 +161,7 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
         ck = agreed_checkpoint(out, R)
         if ck is None:
             raise FileNotFoundError(f"resume=True but {out}/checkpoints holds no checkpoint")
-        start = _load_training_state(ck, model, opt, ema, schedule, history)
+        start = _load_training_state(ck, model, opt, ema, schedule, history, guard)
         if main:
             truncate_log(out / "log.jsonl", start)
     # check one batch before the loop: a clear error for wrong image size / channels / values
@@ -171,14 +184,15 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
     t_last, imgs = time.perf_counter(), 0
     step = start
     try:
-        for step in range(start + 1, cfg.steps + 1):
+        while step < cfg.steps:
+            step += 1
             idx = stream.indices(step)
             x = get_batch(dataset, idx).to(device)
             z = dataset.get_latents(idx).to(device) if latent_data else None
             torch.manual_seed(step_seed(cfg.seed, step, 1, R.rank))      # skip-dropout masks of this step
             gdev = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, 2, R.rank))
             for group in opt.param_groups:
-                group["lr"] = lr_at(cfg.lr_schedule, cfg.lr, (step - 1) / cfg.steps, cfg.lr_warmup)
+                group["lr"] = lr_at(cfg.lr_schedule, cfg.lr, (step - 1) / cfg.steps, cfg.lr_warmup) * guard.lr_scale
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                 loss = net(x, gdev, z)
             mean_loss = R.sum(loss.detach().float()) / R.world
@@ -200,9 +214,18 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             if log is not None and events:
                 log.events(events)
             if schedule.stop:
-                ck = save_training_state(out, step, model, opt, ema, cfg, schedule, history) \
+                ck = save_training_state(out, step, model, opt, ema, cfg, schedule, history, guard) \
                     if out is not None and main else None
                 raise EncoderCollapse(schedule.guard.message(step) + (f" Checkpoint: {ck}." if ck else ""), step, ck)
+            verdict = guard.update(step, lv)
+            if verdict is not None:
+                back = _on_divergence(verdict, out, main, model, opt, ema, cfg, schedule, history, guard, log)
+                if back is not None:   # rolled back: continue after that checkpoint's step
+                    step, t_last, imgs = back, time.perf_counter(), 0
+                    if bar is not None:
+                        bar.reset(total=cfg.steps)
+                        bar.update(step)
+                    continue
             if logging:
                 now = time.perf_counter()
                 ips = imgs / max(now - t_last, 1e-9)
@@ -215,12 +238,12 @@ def fit(model, dataset, out_dir=None, config: TrainConfig | None = None, resume:
             if bar is not None:
                 bar.update()
             if out is not None and main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                save_training_state(out, step, model, opt, ema, cfg, schedule, history)
+                save_training_state(out, step, model, opt, ema, cfg, schedule, history, guard)
             if log is not None:
                 log.images(step, model, dataset)
             if callback is not None:
                 callback(step, model)
-    except EncoderCollapse:
+    except (EncoderCollapse, TrainingDiverged):
         raise
     except RuntimeError as e:   # in a group: a failed collective (gloo / NCCL errors are RuntimeErrors)
         if R.world > 1:
@@ -288,13 +311,16 @@ def _wrap_ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def save_training_state(out: Path, step: int, model, opt, ema, cfg: TrainConfig, schedule: RefitSchedule,
-                        history: dict) -> Path:
+                        history: dict, guard: DivergenceGuard | None = None) -> Path:
     extra = {"ema": ema.shadow} if ema is not None else {}
     state = {"train": asdict(cfg), "losses": history["losses"], **schedule.state_dict()}
+    if guard is not None:
+        state["divergence"] = guard.state_dict()
     return write_training_state(out, step, model, opt, state, extra)
 
 
-def _load_training_state(ck: Path, model, opt, ema, schedule: RefitSchedule, history: dict) -> int:
+def _load_training_state(ck: Path, model, opt, ema, schedule: RefitSchedule, history: dict,
+                         guard: DivergenceGuard | None = None) -> int:
     state = read_training_state(ck, model, opt)
     if ema is not None and (ck / "ema.safetensors").exists():
         saved = read_tensors(ck / "ema.safetensors")     # older runs also averaged buffers: keep parameters
@@ -302,8 +328,70 @@ def _load_training_state(ck: Path, model, opt, ema, schedule: RefitSchedule, his
     elif ema is not None:                                # a checkpoint of a run without EMA: start it here
         ema.shadow = _EMA(model, ema.decay).shadow
     schedule.load_state_dict(state)
+    if guard is not None:
+        guard.load_state_dict(state.get("divergence", {}))
     history["losses"] = [tuple(x) for x in state.get("losses", [])]
     return int(state["step"])
 
 
-__all__ = ["TrainConfig", "fit", "make_optimizer", "get_batch", "save_training_state", "BatchStream"]
+def _on_divergence(event: dict, out, main: bool, model, opt, ema, cfg: TrainConfig, schedule: RefitSchedule,
+                   history: dict, guard: DivergenceGuard, log) -> int | None:
+    """A guard event: logged; a divergence is warned about, then (``on_diverge``) left alone (None), stopped
+    (checkpoint, ``TrainingDiverged``) or rolled back: the run returns to its last checkpoint at or before
+    ``jump_after`` (``dga_fast.divergence``) with the learning rate halved, the later checkpoints move to
+    ``out/diverged/``, the log is cut there and a ``rollback`` line written. Returns the step rolled back to, or
+    None."""
+    if log is not None:
+        log.events([event])
+    if event["event"] != "diverged":
+        return None
+    if main:
+        guard.warn(event)
+    if cfg.on_diverge == "warn":
+        return None
+    target = _checkpoint_until(out, event["jump_after"]) if cfg.on_diverge == "rollback" else None
+    if target is None or guard.rollbacks >= guard.max_rollbacks:
+        why = ""
+        if cfg.on_diverge == "rollback":
+            why = (f" No rollback: no checkpoint at or before step {event['jump_after']}." if target is None else
+                   f" No rollback: rolled back {guard.rollbacks} times already.")
+        ck = save_training_state(out, event["step"], model, opt, ema, cfg, schedule, history, guard) \
+            if out is not None and main else None
+        raise TrainingDiverged(guard.message(event) + why + (f" Checkpoint: {ck}." if ck else ""), event["step"], ck)
+    scale, rollbacks = guard.lr_scale * 0.5, guard.rollbacks + 1
+    step = _load_training_state(target, model, opt, ema, schedule, history, guard)
+    guard.lr_scale, guard.rollbacks = scale, rollbacks
+    if main:
+        _set_aside_checkpoints(out, step)
+        truncate_log(out / "log.jsonl", step)
+        if log is not None:
+            log.events([{"event": "rollback", "step": step, "diverged_at": event["step"],
+                         "high_since": event["high_since"], "jump_after": event["jump_after"], "lr_scale": scale,
+                         "rollbacks": rollbacks}])
+    return step
+
+
+def _checkpoint_until(out: Path | None, step: int) -> Path | None:
+    """The run's last checkpoint at or before ``step``, or None."""
+    if out is None or not (out / "checkpoints").is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in (out / "checkpoints").iterdir() if (m := STEP_RE.match(p.name))]
+    found = [(s, p) for s, p in found if s <= step]
+    return max(found)[1] if found else None
+
+
+def _set_aside_checkpoints(out: Path, step: int) -> None:
+    """Checkpoints after ``step`` (the diverged stretch) move to ``out/diverged/``: ``--resume`` never takes
+    them, and they are kept to look at."""
+    aside = out / "diverged"
+    for p in sorted((out / "checkpoints").iterdir()):
+        m = STEP_RE.match(p.name)
+        if m and int(m.group(1)) > step:
+            aside.mkdir(exist_ok=True)
+            dest = aside / p.name
+            if dest.exists():
+                shutil.rmtree(dest)
+            p.rename(dest)
+
+
+__all__ = ["TrainConfig", "TrainingDiverged", "fit", "make_optimizer", "get_batch", "save_training_state", "BatchStream"]

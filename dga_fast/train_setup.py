@@ -18,14 +18,15 @@ SECTIONS = ("model", "train", "dataset")
 RUN_KEYS = ("format", "class", "world_size", "global_batch_size", "study", "preset")
 # a continued run may change these; everything else must equal the run's own value
 RESUME_MUTABLE = {("train", k) for k in ("steps", "ckpt_every", "log_every", "progress", "on_collapse",
-                                         "collapse_threshold", "logger", "image_every")}
+                                         "collapse_threshold", "on_diverge", "diverge_patience", "logger",
+                                         "image_every")}
 DEFAULT_PRESET, DEFAULT_DATASET = "tiny", "synthetic-shapes"
 # flag -> (section, key) of the plain flags (the others: --first-stage, --no-anchoring, --published-dyga)
 FLAG_KEYS = {"dataset": ("dataset", "name"), "data_dir": ("dataset", "data_dir"),
              "image_size": ("model", "image_size"), "skip_dropout": ("model", "skip_dropout"),
              **{k: ("train", k) for k in ("steps", "batch_size", "ckpt_every", "seed", "lr", "lr_schedule",
-                                          "ema_decay", "on_collapse", "collapse_threshold", "logger",
-                                          "image_every")}}
+                                          "ema_decay", "on_collapse", "collapse_threshold", "on_diverge",
+                                          "diverge_patience", "logger", "image_every")}}
 
 
 def read_config_file(path) -> dict:
