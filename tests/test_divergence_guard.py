@@ -110,11 +110,19 @@ def _train(run, steps, **kw):
     return fit(tiny(anchoring=None), SyntheticShapes(16), run, steps=steps, **{**FIT, **kw})
 
 
-def test_warn_fires_within_a_few_log_intervals_and_training_goes_on(tmp_path):
+@pytest.fixture(scope="module")
+def warned_run(tmp_path_factory):
+    """90 steps with the U-Net predicting nothing from step KILL on, on_diverge="warn"."""
+    run = tmp_path_factory.mktemp("warn") / "run"
     with pytest.warns(DivergenceWarning, match="diverged"):
-        h = _train(tmp_path / "w", 80, callback=_killer)
-    assert h["step"] == 80
-    div = [e for e in _events(tmp_path / "w") if e["event"] == "diverged"]
+        h = _train(run, 90, callback=_killer)
+    return run, h
+
+
+def test_warn_fires_within_a_few_log_intervals_and_training_goes_on(warned_run):
+    run, h = warned_run
+    assert h["step"] == 90
+    div = [e for e in _events(run) if e["event"] == "diverged"]
     assert len(div) == 1 and div[0]["on_diverge"] == "warn"
     # the loss is back near the untrained level within the window; the guard fires patience steps later
     assert KILL < div[0]["high_since"] <= KILL + 20 and div[0]["step"] - KILL <= 8 * FIT["log_every"]
@@ -145,7 +153,7 @@ def test_rollback_returns_before_the_jump_at_half_the_lr_and_trains_on(tmp_path)
             _kill_restore_grad(model)
 
     with pytest.warns(DivergenceWarning):
-        h = _train(run, 140, callback=kill_once, on_diverge="rollback")
+        h = _train(run, 110, callback=kill_once, on_diverge="rollback")
     events = _events(run)
     rb = [e for e in events if e["event"] == "rollback"]
     assert len(rb) == 1 and rb[0]["step"] <= KILL < rb[0]["high_since"] and rb[0]["lr_scale"] == 0.5
@@ -154,7 +162,7 @@ def test_rollback_returns_before_the_jump_at_half_the_lr_and_trains_on(tmp_path)
     assert (run / "diverged").is_dir()                                  # the diverged checkpoints, set aside
     rows = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines() if '"loss"' in s]
     steps = [r["step"] for r in rows]
-    assert steps == sorted(steps) and steps[-1] == 140                   # one monotone log
+    assert steps == sorted(steps) and steps[-1] == 110                   # one monotone log
     after = [r for r in rows if r["step"] > rb[0]["step"]]
     assert all(r["lr"] == pytest.approx(FIT["lr"] * 0.5) for r in after)
     losses = [v for s, v in h["losses"] if s > rb[0]["step"]]
@@ -169,17 +177,42 @@ def _kill_restore_grad(model):
         p.requires_grad_(True)
 
 
-def test_guard_state_survives_resume(tmp_path):
-    with pytest.warns(DivergenceWarning):
-        _train(tmp_path / "whole", 90, callback=_killer)
-    whole = [e for e in _events(tmp_path / "whole") if e["event"] == "diverged"]
+def test_guard_state_survives_resume(tmp_path, warned_run):
+    whole = [e for e in _events(warned_run[0]) if e["event"] == "diverged"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)
-        _train(tmp_path / "parts", 40, callback=_killer)     # stops inside the high stretch (checkpoint at 40)
-    state = json.loads((tmp_path / "parts" / "checkpoints" / "step_0000040" / "train_state.json").read_text())
+        _train(tmp_path / "parts", 60, callback=_killer)     # stops inside the high stretch (checkpoint at 60)
+    state = json.loads((tmp_path / "parts" / "checkpoints" / "step_0000060" / "train_state.json").read_text())
     assert state["divergence"]["high_since"] is not None and not state["divergence"]["fired"]
     with pytest.warns(DivergenceWarning):
         fit(tiny(anchoring=None), SyntheticShapes(16), tmp_path / "parts", steps=90, resume=True,
             callback=_killer, **FIT)
     parts = [e for e in _events(tmp_path / "parts") if e["event"] == "diverged"]
     assert [(e["step"], e["high_since"]) for e in parts] == [(e["step"], e["high_since"]) for e in whole]
+
+
+def test_cli_on_diverge_stop_exits_4_with_a_checkpoint_and_evaluate_says_why(tmp_path, monkeypatch, capsys):
+    from dga_fast import AnchoredDiffusion, cli, presets
+    from helpers import TINY
+    micro = dict(model={k: v for k, v in TINY.items() if k not in ("image_size", "anchoring")},
+                 train={**{k: v for k, v in FIT.items() if k not in ("progress", "diverge_patience")}, "steps": 120})
+    monkeypatch.setitem(presets.PRESETS, "tiny", micro)
+
+    class FallsFlat(AnchoredDiffusion):   # from its KILL-th loss on, the U-Net predicts nothing
+        def loss(self, *args, **kw):
+            self.n_losses = getattr(self, "n_losses", 0) + 1
+            if self.n_losses > KILL:
+                _kill(self)
+            return super().loss(*args, **kw)
+    monkeypatch.setattr("dga_fast.model.AnchoredDiffusion", FallsFlat)
+    out = tmp_path / "run"
+    with pytest.warns(DivergenceWarning):
+        rc = cli.main(["train", "--out", str(out), "--image-size", "16", "--no-anchoring", "--on-diverge", "stop",
+                       "--diverge-patience", "20", "--no-progress"])
+    assert rc == 4
+    assert "--on-diverge stop" in capsys.readouterr().err
+    fired = [e for e in _events(out) if e["event"] == "diverged"][0]["step"]
+    assert (out / "checkpoints" / f"step_{fired:07d}").is_dir()
+    assert cli.main(["evaluate", str(out), "--metrics", "dci", "--samples", "20", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "--force" in err
