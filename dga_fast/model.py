@@ -54,7 +54,8 @@ class AnchoredDiffusion(nn.Module):
     published extractor instead (``PaperFeatureExtractor``: BatchNorm + ReLU, non-negative tokens; it ignores
     ``encoder_norm``). ``unit_norm="batch"`` standardises each latent unit over the batch (``FeatureExtractor``;
     not with ``encoder_arch="paper"``). ``unet_dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the
-    official U-Net's options (``UNet``).
+    official U-Net's options (``UNet``); ``qk_norm`` LayerNorms the attention blocks' queries and keys
+    (``AttentionBlock``).
 
     ``first_stage`` (a ``FirstStage``, a path to one or None) makes it a latent diffusion model (DESIGN §6a):
     the U-Net denoises the first stage's latents scaled to unit std, the feature extractor still sees the
@@ -78,7 +79,8 @@ class AnchoredDiffusion(nn.Module):
                  loss: str = "l1", fused: bool = True, encoder_channels: int | None = None,
                  encoder_norm: str = "group", first_stage=None, encoder_arch: str = "ours",
                  unet_dropout: float = 0.0, scale_shift_norm: bool = True, resblock_updown: bool = False,
-                 unit_norm: str | None = None, cond_dropout: float = 0.0, guidance: float = 1.0):
+                 unit_norm: str | None = None, cond_dropout: float = 0.0, guidance: float = 1.0,
+                 qk_norm: bool = False):
         super().__init__()
         fs = resolve_first_stage(first_stage, image_size, in_channels)
         # what the U-Net denoises: the images, or the first stage's latents
@@ -112,7 +114,7 @@ class AnchoredDiffusion(nn.Module):
                            first_stage=None if fs is None else dict(fs.config), encoder_arch=encoder_arch,
                            unet_dropout=unet_dropout, scale_shift_norm=scale_shift_norm,
                            resblock_updown=resblock_updown, unit_norm=unit_norm,
-                           cond_dropout=float(cond_dropout), guidance=float(guidance))
+                           cond_dropout=float(cond_dropout), guidance=float(guidance), qk_norm=bool(qk_norm))
         if encoder_arch == "paper":
             self.encoder = PaperFeatureExtractor(image_size, in_channels, num_units, unit_dim,
                                                  channels=encoder_channels or 64)
@@ -131,7 +133,7 @@ class AnchoredDiffusion(nn.Module):
         self.unet = UNet(d_size, d_ch, base_channels, tuple(channel_mult), num_res_blocks,
                          tuple(attention_resolutions), num_heads, unit_dim, skip_dropout,
                          tuple(skip_dropout_resolutions), fused, dropout=unet_dropout,
-                         scale_shift_norm=scale_shift_norm, resblock_updown=resblock_updown)
+                         scale_shift_norm=scale_shift_norm, resblock_updown=resblock_updown, qk_norm=qk_norm)
         self.schedule = DiffusionSchedule(timesteps, beta_schedule, beta_start, beta_end)
         if anchoring:
             opts = anchoring if isinstance(anchoring, dict) else {}

@@ -75,9 +75,13 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Self-attention over positions, then cross-attention from positions to the condition tokens."""
+    """Self-attention over positions, then cross-attention from positions to the condition tokens.
 
-    def __init__(self, channels: int, cond_dim: int, num_heads: int):
+    ``qk_norm``: queries and keys are LayerNorm-ed per head before their dot product (Dehghani et al. 2023), so the
+    softmax's logits are bounded by ``√d_head`` times the norms' gains instead of growing with the weights: the
+    cure for attention-logit growth, a known cause of loss divergence at large learning rates."""
+
+    def __init__(self, channels: int, cond_dim: int, num_heads: int, qk_norm: bool = False):
         super().__init__()
         heads = max(1, min(num_heads, channels))
         while channels % heads:
@@ -90,6 +94,9 @@ class AttentionBlock(nn.Module):
         self.q = nn.Linear(channels, channels)
         self.kv = nn.Linear(cond_dim, 2 * channels)
         self.proj_x = nn.Linear(channels, channels)
+        d = channels // heads
+        # self-attention's and cross-attention's query and key norms (identities without qk_norm)
+        self.qk_norms = nn.ModuleList([nn.LayerNorm(d) if qk_norm else nn.Identity() for _ in range(4)])
         for lin in (self.proj, self.proj_x):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -105,10 +112,12 @@ class AttentionBlock(nn.Module):
         hs = h.flatten(2).transpose(1, 2)                                       # [B, HW, C]
         x = self.norm(h).flatten(2).transpose(1, 2)
         q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k = self.qk_norms[0](q), self.qk_norms[1](k)
         a = F.scaled_dot_product_attention(q, k, v)
         hs = hs + self.proj(a.transpose(1, 2).reshape(B, H * W, C))
         q = self._split(self.q(self.norm_x(hs)))
         k, v = (self._split(t) for t in self.kv(cond).chunk(2, dim=-1))
+        q, k = self.qk_norms[2](q), self.qk_norms[3](k)
         if self.record:
             w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
             self.last_cross_attention = w.detach()
@@ -124,15 +133,17 @@ class UNet(nn.Module):
     factors (1 = full resolution). Decoder ResBlocks take ``cat(h, skip)``; skips at the
     ``skip_dropout_resolutions`` are dropped channel-wise with rate ``skip_dropout`` in training.
     ``dropout``, ``scale_shift_norm`` and ``resblock_updown`` are the official U-Net's options (see ``ResBlock``;
-    without ``resblock_updown`` the resolution changes by a stride-2 conv / nearest upsampling + conv)."""
+    without ``resblock_updown`` the resolution changes by a stride-2 conv / nearest upsampling + conv);
+    ``qk_norm`` normalises every attention block's queries and keys (``AttentionBlock``)."""
 
     def __init__(self, image_size: int = 64, in_channels: int = 3, base_channels: int = 64,
                  channel_mult=(1, 2, 4, 4), num_res_blocks: int = 2, attention_resolutions=(1, 2, 4),
                  num_heads: int = 8, cond_dim: int = 32, skip_dropout: float = 0.2,
                  skip_dropout_resolutions=(1, 2), fused: bool = True, dropout: float = 0.0,
-                 scale_shift_norm: bool = True, resblock_updown: bool = False):
+                 scale_shift_norm: bool = True, resblock_updown: bool = False, qk_norm: bool = False):
         super().__init__()
         emb_dim = base_channels * 4
+        attn = lambda c: AttentionBlock(c, cond_dim, num_heads, qk_norm)   # noqa: E731
         res = lambda i, o, **kw: ResBlock(i, o, emb_dim, fused=fused, dropout=dropout,  # noqa: E731
                                           scale_shift_norm=scale_shift_norm, **kw)
         self.base_channels = base_channels
@@ -146,7 +157,7 @@ class UNet(nn.Module):
                 out = base_channels * mult
                 blocks = nn.ModuleList([res(ch, out)])
                 if ds in attn_ds:
-                    blocks.append(AttentionBlock(out, cond_dim, num_heads))
+                    blocks.append(attn(out))
                 self.down.append(blocks)
                 ch = out
                 skip_chs.append((ch, ds))
@@ -155,7 +166,7 @@ class UNet(nn.Module):
                                                 nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
                 ds *= 2
                 skip_chs.append((ch, ds))
-        self.mid = nn.ModuleList([res(ch, ch), AttentionBlock(ch, cond_dim, num_heads), res(ch, ch)])
+        self.mid = nn.ModuleList([res(ch, ch), attn(ch), res(ch, ch)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
@@ -163,7 +174,7 @@ class UNet(nn.Module):
                 out = base_channels * mult
                 blocks = nn.ModuleList([res(ch, out, skip_channels=sc, skip_p=skip_dropout if sds in sd_ds else 0.0)])
                 if ds in attn_ds:
-                    blocks.append(AttentionBlock(out, cond_dim, num_heads))
+                    blocks.append(attn(out))
                 ch = out
                 if level and i == num_res_blocks:
                     if resblock_updown:
