@@ -129,7 +129,8 @@ def _probe(ds, job: dict):
 
 
 def score(model, ds, job: dict) -> dict:
-    """FactorVAE, DCI (D/C/I), MIG of the model's representation and anchor purity. The principal directions
+    """FactorVAE, DCI (D/C/I, and each factor's informativeness), MIG of the model's representation, anchor
+    purity, and each factor's fidelity through ``sample(encode(x))`` (``metrics.factor_fidelity``). The principal directions
     (and DyGA's mixtures) are refitted on 1024 seeded images first, the same for every variant; a variant
     without DyGA is scored for purity on a mixture fitted to its tokens afterwards (its sampling unchanged)."""
     import torch
@@ -162,7 +163,16 @@ def score(model, ds, job: dict) -> dict:
     if ev["purity_base"] and job.get("purity", True):   # 0: not scored (the curve budget)
         pur = M.anchor_purity(model, ds, probe=_probe(ds, job), anchoring=regions, n_base=ev["purity_base"],
                               steps=ev["purity_steps"], seed=seed)
+    names = list(ds.factor_names)
+    fidelity = None
+    if ev["probe_steps"] and job.get("purity", True):   # the real-image probe reads the factors off sample(encode(x))
+        from dga_fast.metrics import factor_fidelity
+        from dga_fast.metrics.factor_fidelity import model_reconstruction
+        fidelity = factor_fidelity(model_reconstruction(model, ev["purity_steps"] or 10, seed), ds,
+                                   _probe(ds, job), n=min(256, samples), seed=seed)["fidelity"]
     return {"factor_vae": fv["factor_vae"], "dci_disentanglement": dc["disentanglement"],
+            "informativeness_per_factor": dict(zip(names, dc["informativeness_per_factor"])),
+            "factor_fidelity": fidelity,
             "dci_completeness": dc["completeness"], "dci_informativeness": dc["informativeness_test"],
             "mig": mg["mig"], "anchor_purity": pur["purity"], "anchor_purity_above_chance": pur["purity_above_chance"],
             "purity_factors": [u["factor"] for u in pur["units"]], "probe_accuracy": pur["probe_accuracy"],
@@ -174,7 +184,10 @@ def _scored(job: dict, model, ds, ck: Path) -> dict:
     path = job_dir(job) / "scores" / (f"{ck.name}.json" if not n else f"{ck.name}-samples{n}.json")
     if path.is_file():
         return json.loads(path.read_text())
-    row = {**{k: job[k] for k in ("dataset", "variant", "seed", "budget")}, "step": int(ck.name.split("_")[1]),
+    step = int(ck.name.split("_")[1])
+    run_cfg = json.loads((job_dir(job) / "config.json").read_text())
+    row = {**{k: job[k] for k in ("dataset", "variant", "seed", "budget")}, "step": step,
+           "images": step * int(run_cfg.get("global_batch_size", run_cfg["train"]["batch_size"])),
            "eval_samples": n or BUDGETS[job["budget"]]["eval"]["samples"], **score(model, ds, job)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=1) + "\n")

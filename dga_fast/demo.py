@@ -96,6 +96,21 @@ def _reused_first_stage(path, expected: dict):
     return fs
 
 
+def _fidelity(model, fs, ds, steps: int, seed: int, budget: int) -> dict:
+    """Which factors survive the model's round trip ``sample(encode(x))`` and the first stage's
+    ``decode(encode(x))`` (``metrics.factor_fidelity``, one image probe for both), on ``min(256, budget)`` images;
+    the probe trains ``min(400, budget)`` steps on ``min(4096, 4·budget)`` images (the metrics' sample budget)."""
+    from .metrics import factor_fidelity
+    from .metrics.factor_fidelity import first_stage_reconstruction, model_reconstruction
+    from .metrics.image_probe import ImageFactorProbe
+    n = min(256, budget)
+    probe = ImageFactorProbe.fit(ds, n_train=min(4096, 4 * budget), steps=min(400, budget), seed=seed)
+    ours = factor_fidelity(model_reconstruction(model, steps, seed), ds, probe, n=n, seed=seed)
+    first = factor_fidelity(first_stage_reconstruction(fs), ds, probe, n=n, seed=seed)
+    return {"model": ours["fidelity"], "first_stage": first["fidelity"], "probe_accuracy_real": ours["accuracy_real"],
+            "chance": ours["chance"], "images": n, "sample_steps": steps}
+
+
 def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, progress: bool = True,
                       n_images: int = 6, sample_steps: int = 50, eval_samples: int | None = 1000,
                       ae_steps: int = 480, ae_minutes: float | None = 6.0, held_out: int = 256,
@@ -110,7 +125,8 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
     3. on held-out images: ``samples.png``, ``interchange.png``, ``reconstructions.png`` (first stage), the
        self-reconstruction ratio (``evaluate.self_reconstruction``, 64 images), the per-unit interchange
        effect, ``anchors.png``, ``loss.png``, and the disentanglement metrics with ``eval_samples`` samples each
-       (DESIGN §7 uses 10k; None skips them). Everything lands in ``summary.json``.
+       (DESIGN §7 uses 10k; None skips them) with each factor's informativeness and its fidelity through the model
+       and through the first stage (``_fidelity``). Everything lands in ``summary.json``.
 
     ``first_stage`` (a saved ``FirstStage`` or a ``train-autoencoder`` run directory, e.g. an earlier demo's
     ``first_stage``) replaces step 1; its latent cache lands beside it. ``train_seed`` seeds step 2 alone
@@ -186,8 +202,9 @@ def run_training_demo(out="runs/demo", steps: int | None = None, seed: int = 0, 
         from .evaluate import evaluate_run
         ev = evaluate_run(out, ("mig", "dci", "sap", "modularity", "factor_vae", "infomec"), eval_samples, seed,
                           progress=progress)
-        evaluation = {"scores": ev["scores"], "samples": eval_samples,
-                      "seconds": round(sum(ev["seconds"].values()), 1)}
+        evaluation = {"scores": ev["scores"], "informativeness_per_factor": ev["per_factor"]["informativeness"],
+                      "factor_fidelity": _fidelity(model, fs, ds, min(sample_steps, 25), seed, eval_samples),
+                      "samples": eval_samples, "seconds": round(sum(ev["seconds"].values()), 1)}
     summary = {
         "preset": "tiny-latent", "seed": seed, "train_seed": train_seed, "dataset": f"SyntheticShapes({size})",
         "train_images": len(train_ds), "held_out_images": held_out,

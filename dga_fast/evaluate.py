@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec", "tad", "anchor_purity", "fid")
+METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec", "tad", "anchor_purity", "fid",
+           "factor_fidelity")
 # what `evaluate` computes unless told otherwise (TAD only applies to binary attributes, as CelebA's;
 # anchor_purity generates images: units x components x 16 DDIM samples; fid generates one image per sample and
-# needs the Inception weights)
+# needs the Inception weights; factor_fidelity trains an image probe and generates one image per sample)
 DEFAULT_METRICS = ("mig", "dci", "sap", "modularity", "factor_vae", "beta_vae", "infomec")
 
 
@@ -38,6 +39,7 @@ def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None,
     ``n_jobs`` DCI's classifier processes (None: its default); ``fid_weights`` the Inception weight file (None:
     downloaded on first use)."""
     from . import metrics as M
+    from .metrics.factor_fidelity import model_reconstruction
     n = samples
     kw = {} if n is None else {"num_train": n, "num_test": max(n // 2, 10)}
     return {
@@ -56,6 +58,8 @@ def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None,
                                                  **({} if n is None else {"n_base": max(2, min(16, n // 10))})),
         "fid": lambda: M.fid(model, ds, seed=seed, weights=fid_weights, progress=progress,
                              **({} if n is None else {"n": n})),
+        "factor_fidelity": lambda: M.factor_fidelity(model_reconstruction(model, seed=seed), ds, seed=seed,
+                                                     **({} if n is None else {"n": n})),
     }
 
 
@@ -170,7 +174,13 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
         "tad": results.get("tad", {}).get("tad"),
         "fid": results.get("fid", {}).get("fid"),
     }
-    out = {"scores": {k: v for k, v in headline.items() if v is not None}, "seconds": seconds,
+    per_factor = {}
+    if "dci" in results:
+        per_factor["informativeness"] = dict(zip(factor_names, results["dci"]["informativeness_per_factor"]))
+    if "factor_fidelity" in results:
+        per_factor["factor_fidelity"] = results["factor_fidelity"]["fidelity"]
+    out = {"scores": {k: v for k, v in headline.items() if v is not None}, "per_factor": per_factor,
+           "seconds": seconds,
            "samples": samples, "seed": seed, "details": results, "plots": plots,
            **({"projections": projected} if projected else {})}
     (run_dir / "metrics.json").write_text(json.dumps(out, indent=2) + "\n")

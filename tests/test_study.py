@@ -27,9 +27,11 @@ def test_study_pieces_resume_and_merge(first_stage, tmp_path, capsys):
     assert ablation.main(common + ["--variants", "baseline,published", "--out", str(tmp_path / "a")]) == 0
     a = json.loads((tmp_path / "a.json").read_text())
     assert {r["variant"] for r in a["runs"]} == {"baseline", "published"}
+    names = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
     for r in a["runs"]:
         assert r["step"] == 4 and 0 <= r["factor_vae"] <= 1 and 0 <= r["anchor_purity"] <= 1
-        assert len(r["n_components"]) == 3
+        assert len(r["n_components"]) == 3 and r["images"] == 4 * 4     # 4 steps of the smoke budget's batch 4
+        assert list(r["informativeness_per_factor"]) == names and list(r["factor_fidelity"]) == names
     # what DyGA did at the last refit, from the run's log: nothing without anchoring (and none of the published
     # variant's refits, one per epoch of 48 images, falls in its 4 steps)
     assert all(r["refits"] == 0 and r["shift_rel"] is None and r["components_mean"] is None for r in a["runs"])

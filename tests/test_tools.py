@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dga_fast import ops
+from dga_fast.data import SyntheticShapes
 from dga_fast.demo import run_anchor_demo, run_training_demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +96,10 @@ def test_training_demo_short(tmp_path):
     assert s["steps"] == 2
     assert set(s["evaluation"]["scores"]) >= {"mig", "dci_disentanglement", "sap", "modularity", "factor_vae"}
     assert all(0.0 <= v <= 1.0 for v in s["evaluation"]["scores"].values())
+    names = list(SyntheticShapes(32).factor_names)
+    assert list(s["evaluation"]["informativeness_per_factor"]) == names
+    ff = s["evaluation"]["factor_fidelity"]
+    assert list(ff["model"]) == names and list(ff["first_stage"]) == names and ff["images"] == 40
     for f in s["files"]:
         assert (tmp_path / f).stat().st_size > 100
     assert {"samples.png", "interchange.png", "reconstructions.png", "loss.png", "summary.json"} <= set(s["files"])
@@ -160,6 +165,14 @@ def test_evaluate_run_writes_metrics_and_plots(tmp_path):
     for p in ("dci_importance.png", "mutual_information.png", "anchors_eval.png", "training.png", "pacmap_units.png"):
         assert (tmp_path / p).stat().st_size > 1000
     assert [u["unit"] for u in m["projections"]["pacmap"]] == [0, 1, 2, 3]
+    names = list(SyntheticShapes(16).factor_names)
+    assert list(m["per_factor"]["informativeness"]) == names
+    proc = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--samples", "24",
+                           "--metrics", "factor_fidelity", "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    fidelity = json.loads((tmp_path / "metrics.json").read_text())["per_factor"]["factor_fidelity"]
+    assert list(fidelity) == names and all(0.0 <= v for v in fidelity.values())
     bad = subprocess.run([sys.executable, "-m", "dga_fast", "evaluate", str(tmp_path), "--plots", "tsne"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "unknown plot" in bad.stderr

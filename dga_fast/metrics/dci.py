@@ -50,7 +50,8 @@ def dci(representation, dataset=None, *, num_train: int = 10_000, num_test: int 
     """Per factor, a gradient-boosted classifier predicts the factor from all codes; its feature importances
     fill the ``[U, F]`` importance matrix. Disentanglement: per code ``1 − H_F(p_u)`` (entropy of the code's
     importance over factors, base F), weighted by the code's share of the total importance. Completeness:
-    per factor ``1 − H_U(p_f)``, weighted by the factor's share. Informativeness: mean test accuracy.
+    per factor ``1 − H_U(p_f)``, weighted by the factor's share. Informativeness: mean test accuracy
+    (``informativeness_per_factor``: each factor's, in factor order).
 
     ``backend="classic"`` is disentanglement_lib's ``GradientBoostingClassifier()`` with impurity
     importances (slow: one tree per class per stage). ``backend="hist"`` (default) fits scikit-learn's
@@ -80,4 +81,5 @@ def dci(representation, dataset=None, *, num_train: int = 10_000, num_test: int 
             "completeness": float((c_per_factor * factor_w).sum()),
             "informativeness_train": float(np.mean([f[1] for f in fits])),
             "informativeness_test": float(np.mean([f[2] for f in fits])),
+            "informativeness_per_factor": [float(f[2]) for f in fits],
             "importance_matrix": imp.tolist(), "backend": backend}
