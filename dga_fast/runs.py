@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DATASETS = ("synthetic-shapes", "synthetic-sprites", "shapes3d", "mpi3d-toy", "cars3d", "celeba", "folder")
+DATASETS = ("synthetic-shapes", "synthetic-sprites", "synthetic-squares", "shapes3d", "mpi3d-toy", "cars3d", "celeba", "folder")
 
 
 def make_dataset(name: str, image_size: int, data_dir=None, seed: int = 0):
@@ -14,6 +14,8 @@ def make_dataset(name: str, image_size: int, data_dir=None, seed: int = 0):
         return data.SyntheticShapes(size=image_size, seed=seed)
     if name == "synthetic-sprites":
         return data.SyntheticSprites(size=image_size, seed=seed)
+    if name == "synthetic-squares":
+        return data.SyntheticSquares(size=image_size, seed=seed)
     loaders = {"shapes3d": data.Shapes3D, "mpi3d-toy": data.MPI3DToy, "cars3d": data.Cars3D,
                "celeba": data.CelebA, "folder": data.ImageFolder}
     if name not in loaders:
