@@ -69,7 +69,8 @@ def _attach(model, rec: dict):
             for kind, a, b in (("self", q, k), ("cross", qx, kx)):
                 a = a.reshape(a.shape[0], a.shape[1], H, C // H).transpose(1, 2)
                 b = b.reshape(b.shape[0], b.shape[1], H, C // H).transpose(1, 2)
-                rec["attn"][f"{name}.{kind}"] = round(float((a @ b.transpose(-1, -2)).abs().max()) / math.sqrt(C // H), 4)
+                top = float((a @ b.transpose(-1, -2)).abs().max())
+                rec["attn"][f"{name}.{kind}"] = round(top / math.sqrt(C // H), 4)
         return hook
 
     for name, m in model.named_modules():
@@ -89,7 +90,7 @@ def probe(run: Path, from_step: int, steps: int, first_stage: Path, work: Path) 
 
     import study_job
     from dga_fast import AnchoredDiffusion
-    from dga_fast.checkpoint import read_json
+    from dga_fast.checkpoint import read_json, read_tensors
     from dga_fast.nn import FirstStage
     from dga_fast.train import TrainConfig, fit
     cfg = read_json(run / "config.json")
@@ -102,7 +103,9 @@ def probe(run: Path, from_step: int, steps: int, first_stage: Path, work: Path) 
     _, train_ds, _ = study_job._data(job, fs, first_stage)
     torch.manual_seed(cfg["train"]["seed"])
     model = AnchoredDiffusion(**{k: v for k, v in cfg["model"].items() if k != "first_stage"}, first_stage=fs)
-    rows, prev, losses = [], {}, []
+    rows, losses = [], []
+    start = read_tensors(work / "checkpoints" / f"step_{from_step:07d}" / "model.safetensors")
+    prev = {k: v for k, v in start.items() if k in dict(model.named_parameters())}   # the weights before the step
     rec = {"act": {}, "attn": {}, "gn_var": {}}
     hooks = _attach(model, rec)
     plain_loss = model.loss
@@ -125,7 +128,8 @@ def probe(run: Path, from_step: int, steps: int, first_stage: Path, work: Path) 
                 upd[g] = upd.get(g, 0.0) + float((p.detach() - prev[name]).float().pow(2).sum())
             norms[g] = norms.get(g, 0.0) + float(p.detach().float().pow(2).sum())
             prev[name] = p.detach().clone()
-        rows.append({"step": step, "loss": round(losses[-1], 6), "grad": {k: round(math.sqrt(v), 6) for k, v in grads.items()},
+        rows.append({"step": step, "loss": round(losses[-1], 6),
+                     "grad": {k: round(math.sqrt(v), 6) for k, v in grads.items()},
                      "update": {k: round(math.sqrt(upd[k] / max(norms[k], 1e-30)), 8) for k in upd},
                      **{k: dict(v) for k, v in rec.items()}})
         if step >= from_step + steps:
@@ -153,8 +157,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = probe(args.run, args.from_step, args.steps, args.first_stage, args.work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": "python benchmarks/divergence_probe.py " + " ".join(argv or sys.argv[1:]),
-                                    "run": str(args.run), "rows": rows}, indent=1) + "\n")
+    command = "python benchmarks/divergence_probe.py " + " ".join(argv or sys.argv[1:])
+    args.out.write_text(json.dumps({"command": command, "run": str(args.run), "rows": rows}, indent=1) + "\n")
     return 0
 
 

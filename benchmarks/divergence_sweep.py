@@ -10,7 +10,8 @@ guard fires, the largest jump of the 20-step running mean after step 200, and th
 
 The table (``OUT.json``) is rewritten after every run, so an interrupted sweep keeps what it finished; the same
 command continues it (finished runs are read from their logs, interrupted ones resume from their checkpoints).
-``--train k=v`` overrides the training config of every run (e.g. ``--train grad_clip=0.5``).
+``--train k=v`` and ``--model k=v`` override the training and model config of every run (e.g. ``--train
+grad_clip=0.5``, ``--model qk_norm=true``); give such a sweep its own ``--runs-dir``.
 """
 from __future__ import annotations
 
@@ -77,7 +78,10 @@ def main(argv=None) -> int:
     p.add_argument("--lrs", default="2e-3,1e-3,5e-4")
     p.add_argument("--seeds", default="0-7")
     p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--budget", default="cpu", help="the study_job budget (model, data, schedule; default cpu)")
     p.add_argument("--train", action="append", default=[], type=_override, metavar="K=V")
+    p.add_argument("--model", action="append", default=[], type=_override, metavar="K=V",
+                   help="model config overrides of every run, e.g. --model qk_norm=true")
     p.add_argument("--runs-dir", type=Path, required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -92,19 +96,20 @@ def main(argv=None) -> int:
     for lr in lrs:
         for seed in _seeds(args.seeds):
             train = {"lr": lr, "steps": args.steps, **dict(args.train)}
-            job = dict(dataset=args.dataset, variant=args.variant, seed=seed, budget="cpu", device=args.device,
-                       runs_dir=str(args.runs_dir / f"lr{lr:g}"), first_stage=str(args.first_stage),
-                       threads=args.threads, train=train)
+            job = dict(dataset=args.dataset, variant=args.variant, seed=seed, budget=args.budget,
+                       device=args.device, runs_dir=str(args.runs_dir / f"lr{lr:g}"), first_stage=str(args.first_stage),
+                       threads=args.threads, train=train, model=dict(args.model))
             t0 = time.perf_counter()
             print(f"== {args.variant} lr {lr:g} seed {seed}", flush=True)
             study_job.train(job)
-            row = {"lr": lr, "seed": seed, "train": train, "seconds_this_call": round(time.perf_counter() - t0, 1),
+            row = {"lr": lr, "seed": seed, "train": train, "model": dict(args.model),
+                   "seconds_this_call": round(time.perf_counter() - t0, 1),
                    **summarise(study_job.job_dir(job), args.steps)}
             rows.append(row)
             print(f"   diverged {row['diverged']} (high since {row['high_since']}, fired at {row['fired_at']}), "
                   f"best {row['best_running_mean']}, final {row['final_running_mean']}", flush=True)
             table = {"command": "python benchmarks/divergence_sweep.py " + " ".join(argv or sys.argv[1:]),
-                     "dataset": args.dataset, "variant": args.variant, "budget": "cpu", "steps": args.steps,
+                     "dataset": args.dataset, "variant": args.variant, "budget": args.budget, "steps": args.steps,
                      "machine": platform.processor() or platform.machine(), "rows": rows}
             out.write_text(json.dumps(table, indent=1) + "\n")
     return 0

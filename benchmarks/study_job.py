@@ -59,11 +59,14 @@ def job_dir(job: dict) -> Path:
 
 
 def _configs(job: dict, fs):
+    """(model config, train config) of a job: the tiny-latent preset, the budget's and the variant's changes, then
+    the job's own ``model`` and ``train`` overrides (``divergence_sweep.py --model/--train K=V``)."""
     from dga_fast.presets import PRESETS, use_published_dyga
     budget, variant = BUDGETS[job["budget"]], VARIANTS[job["variant"]]
     preset = PRESETS["tiny-latent"]
     model = {k: v for k, v in preset["model"].items() if k != "first_stage"}
-    model.update(budget["model"], image_size=fs.config["image_size"], skip_dropout=variant["skip_dropout"])
+    model.update(budget["model"], **job.get("model", {}), image_size=fs.config["image_size"],
+                 skip_dropout=variant["skip_dropout"])
     train = {**preset["train"], **budget["train"], **job.get("train", {}), "seed": job["seed"], "progress": False}
     if not variant["anchoring"]:
         model["anchoring"] = None

@@ -394,4 +394,5 @@ def _set_aside_checkpoints(out: Path, step: int) -> None:
             p.rename(dest)
 
 
-__all__ = ["TrainConfig", "TrainingDiverged", "fit", "make_optimizer", "get_batch", "save_training_state", "BatchStream"]
+__all__ = ["TrainConfig", "TrainingDiverged", "fit", "make_optimizer", "get_batch", "save_training_state",
+           "BatchStream"]

@@ -140,3 +140,27 @@ def test_pieces_of_different_first_stages_are_not_merged(tmp_path):
     assert json.loads((tmp_path / "ab.json").read_text())["first_stage_fingerprint"] == "f" * 64
     with pytest.raises(SystemExit, match="different first stages"):
         ablation.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(tmp_path / "ac")])
+
+
+def test_divergence_sweep_and_probe_run_end_to_end(first_stage, tmp_path):
+    """benchmarks/divergence_sweep.py trains and summarises its runs (the guard replayed on every step's loss);
+    benchmarks/divergence_probe.py continues one of them from a checkpoint and records every layer's numbers."""
+    import divergence_probe
+    import divergence_sweep
+    out = tmp_path / "sweep"
+    assert divergence_sweep.main(["--first-stage", str(first_stage), "--budget", "smoke", "--dataset",
+                                  "synthetic-squares", "--lrs", "1e-3", "--seeds", "0", "--steps", "4",
+                                  "--runs-dir", str(tmp_path / "runs"), "--model", "qk_norm=true",
+                                  "--out", str(out)]) == 0
+    row = json.loads(out.with_suffix(".json").read_text())["rows"][0]
+    assert row["finished"] and row["diverged"] is False and row["model"] == {"qk_norm": True}
+    run = tmp_path / "runs" / "lr0.001" / "synthetic-squares" / "baseline-seed0"
+    assert json.loads((run / "config.json").read_text())["model"]["qk_norm"] is True
+    assert divergence_probe.main(["--run", str(run), "--from-step", "2", "--steps", "1", "--first-stage",
+                                  str(first_stage), "--work", str(tmp_path / "work"), "--out",
+                                  str(tmp_path / "probe.json")]) == 0
+    rows = json.loads((tmp_path / "probe.json").read_text())["rows"]
+    assert [r["step"] for r in rows] == [3]
+    r = rows[0]
+    assert r["loss"] > 0 and r["grad"]["unet.out.2"] > 0 and r["update"] and r["act"]["unet"] > 0
+    assert all(v <= 8 ** 0.5 + 1e-3 for v in r["attn"].values())   # qk_norm: |logit| <= sqrt(d_head) (gains 1)
