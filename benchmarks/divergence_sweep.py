@@ -45,16 +45,10 @@ def summarise(run_dir: Path, steps: int) -> dict:
     guard's events in its log, and the 20-step running mean of the loss."""
     from dga_fast.checkpoint import latest_checkpoint, read_json
     from dga_fast.divergence import DivergenceGuard, replay
+    from dga_fast.log_plot import read_records
     ck = latest_checkpoint(run_dir)
     losses = read_json(ck / "train_state.json")["losses"] if ck else []
-    logged = []
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if r.get("event") in ("diverged", "recovered", "rollback"):
-            logged.append(r)
+    logged = [r for r in read_records(run_dir / "log.jsonl") if r.get("event") in ("diverged", "recovered", "rollback")]
     found = replay(losses)
     w = DivergenceGuard().window
     means = [(losses[i][0], sum(v for _, v in losses[i - w + 1:i + 1]) / w) for i in range(w - 1, len(losses))]

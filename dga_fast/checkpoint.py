@@ -95,13 +95,19 @@ def read_json(path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
 
 
-def latest_checkpoint(run_dir) -> Path | None:
-    """The complete checkpoint with the highest step under ``run_dir/checkpoints`` (None if none)."""
+def checkpoint_steps(run_dir) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of every complete checkpoint under ``run_dir/checkpoints``, by step."""
     ck = Path(run_dir) / "checkpoints"
     if not ck.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in ck.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name))]
-    return max(steps)[1] if steps else None
+        return []
+    return sorted((int(m.group(1)), p) for p in ck.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name)))
+
+
+def latest_checkpoint(run_dir, until: int | None = None) -> Path | None:
+    """The complete checkpoint with the highest step under ``run_dir/checkpoints`` (at or before step ``until``
+    when given; None if none)."""
+    steps = [p for s, p in checkpoint_steps(run_dir) if until is None or s <= until]
+    return steps[-1] if steps else None
 
 
 def resolve_checkpoint(path) -> Path:

@@ -65,16 +65,11 @@ def metric_calls(rep, ds, samples: int | None = None, seed: int = 0, model=None,
 
 def _refuse_diverged(run_dir: Path, force: bool) -> None:
     from .divergence import diverged_in_log
+    from .log_plot import read_records
     log = run_dir / "log.jsonl"
     if not log.is_file():
         return
-    records = []
-    for line in log.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    event = diverged_in_log(records)
+    event = diverged_in_log(read_records(log))
     if event is not None and not force:
         raise ValueError(f"{run_dir}: the training diverged (log.jsonl: loss mean {event['loss_mean']} back near its "
                          f"first steps' {event['start']} since step {event['high_since']}, best {event['best']}); its "
@@ -87,8 +82,9 @@ def evaluate_run(run_dir, metrics=DEFAULT_METRICS, samples: int | None = None, s
     """Compute ``metrics`` for the latest checkpoint of ``run_dir`` on its dataset (or ``dataset``) and
     write ``metrics.json`` and the plots into ``run_dir``. A run whose log says its training diverged (a
     ``diverged`` line no ``recovered`` or ``rollback`` line follows, ``dga_fast.divergence``) is refused unless
-    ``force``: its scores would describe a model that predicts (nearly) nothing. ``samples`` scales every sample count down (the
-    train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's defaults.
+    ``force``: its scores would describe a model that predicts (nearly) nothing. ``samples`` scales every sample
+    count down (the train count of each metric; test/eval counts are half of it); None keeps DESIGN §7's
+    defaults.
     ``projections``: any of ``projection_plot.PROJECTIONS`` (``pacmap``, ``umap``): a plot of every unit's tokens in
     that 2-D embedding, coloured by the factor the unit best explains (``OUT/<name>_units.png``)."""
     from .projection_plot import PROJECTIONS, plot_unit_projections

@@ -7,19 +7,22 @@ import json
 from pathlib import Path
 
 
-def read_log(path) -> tuple[list[dict], list[dict]]:
-    """``(step rows, refit rows)`` of a ``log.jsonl``; unreadable lines (a killed run's last) are skipped."""
-    steps, refits = [], []
+def read_records(path) -> list[dict]:
+    """Every readable line of a ``log.jsonl`` (a killed run's last, unfinished line is skipped)."""
+    records = []
     for line in Path(path).read_text().splitlines():
         try:
-            r = json.loads(line)
+            records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-        if r.get("event") == "refit":
-            refits.append(r)
-        elif "loss" in r:
-            steps.append(r)
-    return steps, refits
+    return records
+
+
+def read_log(path) -> tuple[list[dict], list[dict]]:
+    """``(step rows, refit rows)`` of a ``log.jsonl`` (``read_records``)."""
+    records = read_records(path)
+    return ([r for r in records if r.get("event") != "refit" and "loss" in r],
+            [r for r in records if r.get("event") == "refit"])
 
 
 def plot_training_log(run_dir, path=None) -> Path:

@@ -24,8 +24,8 @@ import torch
 
 from . import distributed as dist_
 from ._validation import check_choice
-from .checkpoint import (STEP_RE, agreed_checkpoint, read_tensors, read_training_state, truncate_log,
-                         write_training_state)
+from .checkpoint import (agreed_checkpoint, checkpoint_steps, latest_checkpoint, read_tensors, read_training_state,
+                         truncate_log, write_training_state)
 from .collapse import CollapseGuard, EncoderCollapse
 from .data.batches import BatchStream, get_batch, step_seed
 from .divergence import DivergenceGuard, TrainingDiverged
@@ -349,7 +349,7 @@ def _on_divergence(event: dict, out, main: bool, model, opt, ema, cfg: TrainConf
         guard.warn(event)
     if cfg.on_diverge == "warn":
         return None
-    target = _checkpoint_until(out, event["jump_after"]) if cfg.on_diverge == "rollback" else None
+    target = latest_checkpoint(out, until=event["jump_after"]) if cfg.on_diverge == "rollback" else None
     if target is None or guard.rollbacks >= guard.max_rollbacks:
         why = ""
         if cfg.on_diverge == "rollback":
@@ -371,22 +371,12 @@ def _on_divergence(event: dict, out, main: bool, model, opt, ema, cfg: TrainConf
     return step
 
 
-def _checkpoint_until(out: Path | None, step: int) -> Path | None:
-    """The run's last checkpoint at or before ``step``, or None."""
-    if out is None or not (out / "checkpoints").is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in (out / "checkpoints").iterdir() if (m := STEP_RE.match(p.name))]
-    found = [(s, p) for s, p in found if s <= step]
-    return max(found)[1] if found else None
-
-
 def _set_aside_checkpoints(out: Path, step: int) -> None:
     """Checkpoints after ``step`` (the diverged stretch) move to ``out/diverged/``: ``--resume`` never takes
     them, and they are kept to look at."""
     aside = out / "diverged"
-    for p in sorted((out / "checkpoints").iterdir()):
-        m = STEP_RE.match(p.name)
-        if m and int(m.group(1)) > step:
+    for s, p in checkpoint_steps(out):
+        if s > step:
             aside.mkdir(exist_ok=True)
             dest = aside / p.name
             if dest.exists():

@@ -96,3 +96,11 @@ def tiny(**kw):
     from dga_fast import AnchoredDiffusion
     torch.manual_seed(0)
     return AnchoredDiffusion(**{**TINY, **kw})
+
+
+def centroid(m: torch.Tensor) -> torch.Tensor:   # [n, S, S] foreground weight -> [n, 2] (x, y) in pixels
+    """The weighted centre of each image of a mask batch (the procedural datasets' position tests)."""
+    S = m.shape[-1]
+    c = torch.arange(S, dtype=torch.float32)
+    w = m.sum((1, 2))
+    return torch.stack([(m.sum(1) * c).sum(1) / w, (m.sum(2) * c).sum(1) / w], 1)

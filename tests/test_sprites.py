@@ -8,17 +8,11 @@ from hypothesis import strategies as st
 
 from dga_fast.data import SPRITE_FACTOR_SIZES, SyntheticShapes, SyntheticSprites
 from dga_fast.runs import make_dataset
+from helpers import centroid
 
 
 def _mask(ds, f):                                    # [n, 5] -> [n, S, S] foreground weight
     return ds.images_from_factors(torch.tensor(f))[:, 0]
-
-
-def _centroid(m):                                    # [n, S, S] -> [n, 2] (x, y) in pixels
-    S = m.shape[-1]
-    c = torch.arange(S, dtype=torch.float32)
-    w = m.sum((1, 2))
-    return torch.stack([(m.sum(1) * c).sum(1) / w, (m.sum(2) * c).sum(1) / w], 1)
 
 
 @settings(max_examples=20, deadline=None)
@@ -36,9 +30,9 @@ def test_index_and_factors_round_trip_and_images_are_in_range(idx, size):
 
 def test_position_moves_the_centroid_and_scale_grows_the_area():
     ds = SyntheticSprites(64)
-    c = _centroid(_mask(ds, [[1, 3, 0, x, 16] for x in (0, 10, 20, 31)]))
+    c = centroid(_mask(ds, [[1, 3, 0, x, 16] for x in (0, 10, 20, 31)]))
     assert bool((c[1:, 0] > c[:-1, 0] + 3).all()) and float((c[:, 1] - c[0, 1]).abs().max()) < 0.5
-    c = _centroid(_mask(ds, [[1, 3, 0, 16, y] for y in (0, 10, 20, 31)]))
+    c = centroid(_mask(ds, [[1, 3, 0, 16, y] for y in (0, 10, 20, 31)]))
     assert bool((c[1:, 1] > c[:-1, 1] + 3).all())     # y grows downward in the image
     area = _mask(ds, [[s, k, 0, 16, 16] for s in range(3) for k in range(6)]).sum((1, 2)).view(3, 6)
     assert bool((area[:, 1:] > area[:, :-1] * 1.1).all())

@@ -8,17 +8,11 @@ from hypothesis import strategies as st
 
 from dga_fast.data import SQUARE_FACTOR_SIZES, SyntheticSquares
 from dga_fast.runs import make_dataset
+from helpers import centroid
 
 
 def _img(ds, f):
     return ds.images_from_factors(torch.tensor(f))
-
-
-def _centroid(m):                                    # [n, S, S] -> [n, 2] (x, y) in pixels
-    S = m.shape[-1]
-    c = torch.arange(S, dtype=torch.float32)
-    w = m.sum((1, 2))
-    return torch.stack([(m.sum(1) * c).sum(1) / w, (m.sum(2) * c).sum(1) / w], 1)
 
 
 @settings(max_examples=20, deadline=None)
@@ -36,9 +30,9 @@ def test_index_and_factors_round_trip_and_images_are_in_range(idx, size):
 def test_position_scale_and_colour_do_what_they_say():
     ds = SyntheticSquares(32)
     mask = lambda f: _img(ds, f).amax(1)                                     # noqa: E731  [n, S, S]
-    c = _centroid(mask([[x, 7, 3, 0] for x in (0, 5, 10, 15)]))
+    c = centroid(mask([[x, 7, 3, 0] for x in (0, 5, 10, 15)]))
     assert bool((c[1:, 0] > c[:-1, 0] + 2).all()) and float((c[:, 1] - c[0, 1]).abs().max()) < 0.5
-    c = _centroid(mask([[7, y, 3, 0] for y in (0, 5, 10, 15)]))
+    c = centroid(mask([[7, y, 3, 0] for y in (0, 5, 10, 15)]))
     assert bool((c[1:, 1] > c[:-1, 1] + 2).all())      # y grows downward in the image
     area = mask([[7, 7, s, 0] for s in range(8)]).sum((1, 2))
     assert bool((area[1:] > area[:-1] * 1.05).all())
